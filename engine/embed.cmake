@@ -1,0 +1,18 @@
+# Turns Lua source files into a C array so the binary carries its own prelude.
+# Called as: cmake -DOUT=... -DSRC_DIR=... -DFILES=a.lua,b.lua -P embed.cmake
+string(REPLACE "," ";" FILES "${FILES}")
+set(body "/* Generated from ${FILES}: do not edit. */\n#include \"embedded.h\"\n\n")
+set(table "const embedded_file embedded_files[] = {\n")
+foreach(rel ${FILES})
+  file(READ ${SRC_DIR}/${rel} hex HEX)
+  string(LENGTH "${hex}" hexlen)
+  math(EXPR len "${hexlen} / 2")
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
+  string(MAKE_C_IDENTIFIER ${rel} ident)
+  string(APPEND body "static const unsigned char ${ident}[] = {${bytes}0};\n")
+  get_filename_component(name ${rel} NAME)
+  string(APPEND table "  {\"${name}\", (const char *)${ident}, ${len}},\n")
+endforeach()
+string(APPEND table "  {0, 0, 0}\n};\n")
+file(WRITE ${OUT}.tmp "${body}\n${table}")
+file(COPY_FILE ${OUT}.tmp ${OUT} ONLY_IF_DIFFERENT)

@@ -1,0 +1,337 @@
+-- The engine's side of the script contract (privileged; compiled into the binary).
+--
+-- The C runtime (engine/script.c) loads this file once per script generation, with the JIT
+-- off and the instruction budget armed. It builds the sandbox every operator script runs in,
+-- loads pools and rules, and runs one poll: response -> pool.parse -> observation check ->
+-- rewards.decide (with convert.to_advc) -> award check. Everything an operator script hands
+-- back is checked here, so C only ever sees validated plain values.
+local native, prelude = ...
+
+local m2p = prelude(native)
+local pipeline = {}
+local pools = {}
+local rules = {}
+
+---------------------------------------------------------------------------------------------
+-- Sandbox
+---------------------------------------------------------------------------------------------
+local SAFE_GLOBALS = { "assert", "error", "ipairs", "next", "pairs", "rawequal", "rawget",
+  "rawset", "select", "tonumber", "tostring", "type", "unpack", "getmetatable",
+  "setmetatable", "_VERSION" }
+
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+
+-- The budget and memory errors must not be swallowed by a script's own pcall: once the
+-- runtime has aborted a call, every protected call inside the sandbox re-raises.
+local function rethrow_if_aborted(ok, ...)
+  if not ok and native.aborted() then error((...), 0) end
+  return ok, ...
+end
+
+local function sandbox_load(env)
+  return function(chunk, chunkname)
+    if type(chunk) ~= "string" then error("load: only source strings are accepted", 2) end
+    if chunk:byte(1) == 27 then error("load: binary (bytecode) chunks are refused", 2) end
+    local fn, err = loadstring(chunk, chunkname or "=(load)")
+    if fn then setfenv(fn, env) end
+    return fn, err
+  end
+end
+
+local function new_env(path)
+  local env = {}
+  for _, k in ipairs(SAFE_GLOBALS) do env[k] = _G[k] end
+  env.pcall = function(f, ...) return rethrow_if_aborted(pcall(f, ...)) end
+  env.xpcall = function(f, h, ...) return rethrow_if_aborted(xpcall(f, h, ...)) end
+  env.string = copy(string)
+  env.string.dump = nil
+  env.table = copy(table)
+  env.math = copy(math)
+  env.bit = copy(bit)
+  env.coroutine = copy(coroutine)
+  env.coroutine.resume = function(co, ...)
+    return rethrow_if_aborted(coroutine.resume(co, ...))
+  end
+  env.os = { time = os.time, clock = os.clock, date = os.date }
+  env.m2p = copy(m2p)
+  env.print = function(...)
+    local parts = {}
+    for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+    native.log("info", "script_print", { script = path, message = table.concat(parts, "\t") })
+  end
+  env.load = sandbox_load(env)
+  env.loadstring = env.load
+  env._G = env
+  return env
+end
+
+-- Compiles and runs one operator script in a fresh sandbox; returns what it returned.
+local function run_script(path, source)
+  if source:byte(1) == 27 then
+    error(path .. ": binary (bytecode) chunks are refused; ship the Lua source", 0)
+  end
+  local chunk, err = loadstring(source, "@" .. path)
+  if not chunk then error(err, 0) end
+  setfenv(chunk, new_env(path))
+  return chunk()
+end
+
+---------------------------------------------------------------------------------------------
+-- Contract checks
+---------------------------------------------------------------------------------------------
+local function fail(path, fmt, ...)
+  error(path .. ": " .. string.format(fmt, ...), 0)
+end
+
+local function describe(v)
+  if v == m2p.null then return "null" end
+  if type(v) == "string" then return string.format("%q", v:sub(1, 60)) end
+  return tostring(v)
+end
+
+local function check_limits(path, limits)
+  if limits == nil then return {} end
+  if type(limits) ~= "table" then fail(path, "field 'limits' must be a table") end
+  local out = {}
+  local function num_field(key, min, max, integer)
+    local v = limits[key]
+    if v == nil then return end
+    if type(v) ~= "number" or v ~= v or v < min or v > max or (integer and v % 1 ~= 0) then
+      fail(path, "limits.%s must be a%s number in [%s, %s] (got %s)", key,
+           integer and "n integer" or "", tostring(min), tostring(max), describe(v))
+    end
+    out[key] = v
+  end
+  num_field("concurrency", 1, 10000, true)
+  num_field("per_second", 1e-6, 100000)
+  num_field("interval", 1, 86400 * 7)
+  for k in pairs(limits) do
+    if out[k] == nil then fail(path, "limits.%s is not a known limit", tostring(k)) end
+  end
+  return out
+end
+
+local function check_pool(path, default_name, t)
+  if type(t) ~= "table" then fail(path, "a pool script must return a table (got %s)", type(t)) end
+  local name = t.name == nil and default_name or t.name
+  if type(name) ~= "string" or not name:match("^[%w_%-]+$") or #name > 64 then
+    fail(path, "field 'name' must be 1-64 characters of letters, digits, '-' or '_' (got %s)",
+         describe(name))
+  end
+  if type(t.currency) ~= "string" or not t.currency:match("^[A-Z0-9]+$") then
+    fail(path, "field 'currency' must be an upper-case code such as \"BTC\" (got %s)",
+         describe(t.currency))
+  end
+  if t.enabled ~= nil and type(t.enabled) ~= "boolean" then
+    fail(path, "field 'enabled' must be a boolean (got %s)", describe(t.enabled))
+  end
+  for _, fn in ipairs({ "request", "parse" }) do
+    if type(t[fn]) ~= "function" then
+      fail(path, "field '%s' must be a function (got %s)", fn, describe(t[fn]))
+    end
+  end
+  local wp = t.wallet_pattern
+  if wp ~= nil and type(wp) ~= "string" and type(wp) ~= "function" then
+    fail(path, "field 'wallet_pattern' must be a Lua pattern string or a function")
+  end
+  return { script = t, path = path, name = name, currency = t.currency,
+           enabled = t.enabled ~= false, limits = check_limits(path, t.limits) }
+end
+
+-- Never let a hostile wallet string reach a URL: control characters and absurd lengths are
+-- refused whatever the pool's own pattern says.
+local function wallet_ok(pool, wallet)
+  if type(wallet) ~= "string" or #wallet == 0 or #wallet > 256 or wallet:find("[%c%s]") then
+    return false
+  end
+  local wp = pool.script.wallet_pattern
+  if wp == nil then
+    return #wallet >= 20 and #wallet <= 120 and wallet:match("^[A-Za-z0-9]+$") ~= nil
+  elseif type(wp) == "string" then
+    return wallet:match(wp) ~= nil
+  end
+  return wp(wallet) == true
+end
+
+local function check_request(pool, req)
+  local path = pool.path
+  if type(req) ~= "table" then fail(path, "request() must return a table (got %s)", describe(req)) end
+  local url = req.url
+  if type(url) ~= "string" or not url:match("^https?://[^%c%s]+$") or #url > 4096 then
+    fail(path, "request() returned an invalid url %s (need http:// or https://, no spaces)",
+         describe(url))
+  end
+  local headers = {}
+  if req.headers ~= nil then
+    if type(req.headers) ~= "table" then fail(path, "request().headers must be a table") end
+    for k, v in pairs(req.headers) do
+      if type(k) ~= "string" or not k:match("^[%w%-]+$") or type(v) ~= "string"
+          or v:find("[\r\n%z]") then
+        fail(path, "request().headers has an invalid header %s", describe(k))
+      end
+      headers[#headers + 1] = k .. ": " .. v
+    end
+    table.sort(headers)
+  end
+  return url, headers
+end
+
+local AMOUNT_FIELDS = { "paid", "balance", "immature", "unsold", "unpaid", "paid24h", "total",
+  "hashrate", "shares" }
+local MAX_PAYOUTS = 1000
+
+local function check_payouts(path, list)
+  if type(list) ~= "table" then fail(path, "observation.payouts must be a list") end
+  if #list > MAX_PAYOUTS then fail(path, "observation.payouts has more than %d entries", MAX_PAYOUTS) end
+  local out, seen = {}, {}
+  for i, p in ipairs(list) do
+    if type(p) ~= "table" then fail(path, "observation.payouts[%d] must be a table", i) end
+    if type(p.tx) ~= "string" or not p.tx:match("^[%w%-_:%.]+$") or #p.tx > 128 then
+      fail(path, "observation.payouts[%d].tx must be an id of 1-128 letters/digits (got %s)", i,
+           describe(p.tx))
+    end
+    local amount, err = m2p.num(p.amount)
+    if not amount or amount <= 0 then
+      fail(path, "observation.payouts[%d].amount: %s", i, err or "must be greater than 0")
+    end
+    local time = p.time ~= nil and p.time ~= m2p.null and m2p.num(p.time) or nil
+    if not seen[p.tx] then
+      seen[p.tx] = true
+      out[#out + 1] = { tx = p.tx, amount = amount, time = time }
+    end
+  end
+  return out
+end
+
+-- Builds a clean observation from what parse returned: known fields only, numbers checked.
+local function check_observation(path, obs)
+  if type(obs) ~= "table" then fail(path, "parse() must return a table (got %s)", describe(obs)) end
+  local out = {}
+  for _, f in ipairs(AMOUNT_FIELDS) do
+    local v = obs[f]
+    if v ~= nil and v ~= m2p.null then
+      local x, err = m2p.num(v)
+      if not x then fail(path, "observation.%s: %s", f, err) end
+      if x < 0 then fail(path, "observation.%s is negative (%s)", f, tostring(x)) end
+      out[f] = x
+    end
+  end
+  if obs.payouts ~= nil and obs.payouts ~= m2p.null then
+    out.payouts = check_payouts(path, obs.payouts)
+  end
+  if out.paid == nil and out.payouts == nil and out.paid24h == nil then
+    fail(path, "observation has no payout counter (paid, payouts or paid24h)")
+  end
+  return out
+end
+
+local function check_awards(result)
+  if result == nil then return {} end
+  local path = rules.rewards_path
+  if type(result) ~= "table" then fail(path, "decide() must return an award, a list or nil") end
+  local list = result.advc ~= nil and { result } or result
+  local out, keys = {}, {}
+  for i, a in ipairs(list) do
+    if type(a) ~= "table" then fail(path, "award %d must be a table", i) end
+    local advc, ap = a.advc, a.ap
+    if type(advc) ~= "number" or advc ~= advc or advc <= 0 or advc == math.huge then
+      fail(path, "award %d: advc must be a positive finite number (got %s)", i, describe(advc))
+    end
+    if type(ap) ~= "number" or ap ~= ap or ap < 0 or ap == math.huge then
+      fail(path, "award %d: ap must be a finite number >= 0 (got %s)", i, describe(ap))
+    end
+    if type(a.key) ~= "string" or #a.key == 0 or #a.key > 200 then
+      fail(path, "award %d: key must be a string of 1-200 characters (got %s)", i, describe(a.key))
+    end
+    if keys[a.key] then fail(path, "award %d: key %q used twice in one decision", i, a.key) end
+    keys[a.key] = true
+    local reason = a.reason
+    if reason ~= nil and type(reason) ~= "string" then
+      fail(path, "award %d: reason must be a string", i)
+    end
+    out[#out + 1] = { advc = m2p.round8(advc), ap = m2p.round8(ap), key = a.key,
+                      reason = reason or "" }
+  end
+  return out
+end
+
+---------------------------------------------------------------------------------------------
+-- Entry points called from C
+---------------------------------------------------------------------------------------------
+function pipeline.load_rules(path, source, kind)
+  local t = run_script(path, source)
+  if type(t) ~= "table" then fail(path, "a rules script must return a table (got %s)", type(t)) end
+  local fn = kind == "convert" and "to_advc" or "decide"
+  if type(t[fn]) ~= "function" then
+    fail(path, "field '%s' must be a function (got %s)", fn, describe(t[fn]))
+  end
+  rules[kind] = t
+  rules[kind .. "_path"] = path
+end
+
+-- Returns the pool's index and its settings for the C scheduler.
+function pipeline.load_pool(path, source, default_name)
+  local pool = check_pool(path, default_name, run_script(path, source))
+  for _, p in ipairs(pools) do
+    if p.name == pool.name then fail(path, "pool name %q is already used by %s", pool.name, p.path) end
+  end
+  pools[#pools + 1] = pool
+  return #pools, pool
+end
+
+function pipeline.request(index, wallet)
+  local pool = pools[index]
+  if not wallet_ok(pool, wallet) then error("invalid wallet", 0) end
+  return check_request(pool, pool.script.request(wallet))
+end
+
+local function context(pool, account)
+  local ctx = { pool = pool.name, currency = pool.currency, player_id = account.player_id,
+                username = account.username, wallet = account.wallet, now = os.time() }
+  function ctx.to_advc(amount)
+    local advc = rules.convert.to_advc(amount, pool.currency, ctx)
+    if type(advc) ~= "number" or advc ~= advc or advc < 0 or advc == math.huge then
+      fail(rules.convert_path, "to_advc(%s, %q) returned %s (need a finite number >= 0)",
+           tostring(amount), pool.currency, describe(advc))
+    end
+    return advc
+  end
+  return ctx
+end
+
+-- One poll: returns observation JSON, the new account state JSON and the awards. Any error
+-- raised here fails the poll and leaves the account's state as it was.
+function pipeline.poll(index, account, response)
+  local pool = pools[index]
+  if response.status < 200 or response.status > 299 then
+    error(string.format("HTTP %d", response.status), 0)
+  end
+  if not response.body:find("%S") then error("empty body", 0) end
+  response.wallet = account.wallet
+  local parsed, reason = pool.script.parse(response)
+  if parsed == nil then
+    error(pool.name .. ": " .. (type(reason) == "string" and reason or "no observation"), 0)
+  end
+  local observation = check_observation(pool.path, parsed)
+  local observation_json = native.json_encode(observation)
+  local previous
+  if account.state then
+    local ok, decoded = rethrow_if_aborted(pcall(native.json_decode, account.state))
+    if ok and type(decoded) == "table" then
+      previous = decoded
+    else
+      native.log("warning", "account_state_unreadable", { pool = pool.name,
+        player_id = account.player_id, detail = tostring(decoded) })
+    end
+  end
+  local awards = check_awards(rules.rewards.decide(previous, observation, context(pool, account)))
+  local ok, state_json = rethrow_if_aborted(pcall(native.json_encode, observation))
+  if not ok then fail(rules.rewards_path, "account state is not JSON-serialisable: %s", state_json) end
+  return observation_json, state_json, awards
+end
+
+return pipeline

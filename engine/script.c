@@ -1,0 +1,632 @@
+/* The scripting runtime: LuaJIT state, sandbox, budgets, and the calls into pool and rule
+ * scripts (see script.h for the interface and engine/pipeline.lua for the Lua side).
+ *
+ * Budget mechanism. LuaJIT only runs count hooks in the interpreter: a loop compiled to a
+ * trace never checks them, so a `while true do end` would escape any budget once it gets hot.
+ * The runtime therefore switches the JIT off for its whole state and relies on the count
+ * hook, which then provably fires every HOOK_STEP instructions (tests/unit/test_script.c
+ * shows a JIT-compiled loop escaping the hook and the same loop stopped with the JIT off;
+ * docs/performance.md has the measured cost). Memory is capped by the allocator: growth past
+ * the ceiling fails inside a call, which Lua turns into an ordinary catchable error.
+ */
+#include "script.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <luajit.h>
+#include <lualib.h>
+
+#include "embedded.h"
+#include "log.h"
+#include "script_json.h"
+
+#define HOOK_STEP 1000                 /* instructions between two budget checks */
+#define MAX_SCRIPT_BYTES (1024 * 1024) /* a pool script larger than this is refused */
+
+typedef enum { ABORT_NONE, ABORT_BUDGET, ABORT_MEMORY } abort_reason;
+
+struct script_runtime {
+    lua_State *L;
+    script_options opts;
+    size_t memory_used;
+    bool in_call; /* limits apply only while Lua runs on the engine's behalf */
+    long long instructions;
+    abort_reason aborted;
+    int pipeline_ref;
+    script_pool *pools;
+    size_t n_pools;
+    char **load_errors;
+    size_t n_load_errors;
+};
+
+void script_options_defaults(script_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->pools_dir = "pools";
+    o->scripts_dir = "scripts";
+    o->instruction_budget = 10000000;
+    o->memory_limit_bytes = 256u * 1024 * 1024;
+    o->max_body_bytes = 1024 * 1024;
+}
+
+static script_runtime *runtime_of(lua_State *L)
+{
+    void *ud;
+    lua_getallocf(L, &ud);
+    return ud;
+}
+
+/* =========================================================================== Limits */
+
+static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    script_runtime *rt = ud;
+    size_t old = ptr ? osize : 0;
+    if (nsize == 0) {
+        free(ptr);
+        rt->memory_used -= old;
+        return NULL;
+    }
+    if (rt->in_call && nsize > old &&
+        rt->memory_used - old + nsize > rt->opts.memory_limit_bytes) {
+        rt->aborted = ABORT_MEMORY;
+        return NULL;
+    }
+    void *p = realloc(ptr, nsize);
+    if (p)
+        rt->memory_used = rt->memory_used - old + nsize;
+    return p;
+}
+
+static void budget_hook(lua_State *L, lua_Debug *ar)
+{
+    script_runtime *rt = runtime_of(L);
+    if (!rt->in_call)
+        return;
+    rt->instructions += HOOK_STEP;
+    if (rt->instructions <= rt->opts.instruction_budget)
+        return;
+    rt->aborted = ABORT_BUDGET;
+    lua_getinfo(L, "Sl", ar);
+    lua_pushfstring(L, "%s:%d: instruction budget exceeded (%d instructions)", ar->short_src,
+                    ar->currentline, (int)(rt->opts.instruction_budget > 2000000000
+                                               ? 2000000000
+                                               : rt->opts.instruction_budget));
+    lua_error(L);
+}
+
+static int panic_handler(lua_State *L)
+{
+    log_message(LOG_ERROR, "script_panic", "unprotected Lua error: %s",
+                lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+    abort();
+}
+
+/* ================================================================= Native primitives */
+
+static int native_log(lua_State *L)
+{
+    log_level level;
+    if (!log_level_parse(luaL_checkstring(L, 1), &level))
+        return luaL_error(L, "m2p.log: unknown level");
+    const char *event = luaL_checkstring(L, 2);
+    cJSON *fields = NULL;
+    if (!lua_isnoneornil(L, 3)) {
+        char err[160];
+        fields = script_json_from_lua(L, 3, err, sizeof err);
+        if (!fields)
+            return luaL_error(L, "m2p.log: fields: %s", err);
+        if (!cJSON_IsObject(fields)) {
+            cJSON_Delete(fields); /* an empty or list table has no named fields */
+            fields = NULL;
+        }
+    }
+    log_emit(level, event, fields);
+    return 0;
+}
+
+static int native_env(lua_State *L)
+{
+    script_runtime *rt = runtime_of(L);
+    const char *name = luaL_checkstring(L, 1);
+    const char *value = rt->opts.env ? rt->opts.env(rt->opts.env_user, name) : getenv(name);
+    if (value)
+        lua_pushstring(L, value);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
+static int native_aborted(lua_State *L)
+{
+    lua_pushboolean(L, runtime_of(L)->aborted != ABORT_NONE);
+    return 1;
+}
+
+static void push_native(lua_State *L)
+{
+    static const luaL_Reg functions[] = {
+        {"log", native_log},
+        {"env", native_env},
+        {"aborted", native_aborted},
+        {"json_decode", script_json_decode_fn},
+        {"json_encode", script_json_encode_fn},
+        {NULL, NULL},
+    };
+    lua_newtable(L);
+    for (const luaL_Reg *f = functions; f->name; f++) {
+        lua_pushcfunction(L, f->func);
+        lua_setfield(L, -2, f->name);
+    }
+    lua_pushlightuserdata(L, NULL);
+    lua_setfield(L, -2, "null");
+}
+
+/* ================================================================ Protected calls */
+
+static void record_error(script_runtime *rt, int rc, char *err, size_t errlen)
+{
+    lua_State *L = rt->L;
+    if (rt->aborted == ABORT_MEMORY || rc == LUA_ERRMEM) {
+        snprintf(err, errlen, "script memory limit exceeded (%zu MiB)",
+                 rt->opts.memory_limit_bytes / (1024 * 1024));
+    } else if (lua_type(L, -1) == LUA_TSTRING) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+    } else {
+        snprintf(err, errlen, "script raised a non-string error (%s)",
+                 lua_typename(L, lua_type(L, -1)));
+    }
+}
+
+/* Runs fn(arg) in protected mode with the budget and the memory ceiling armed. Everything
+ * that touches Lua for one operation happens inside, so no Lua error can escape. */
+static int run_protected(script_runtime *rt, lua_CFunction fn, void *arg, char *err,
+                         size_t errlen)
+{
+    lua_State *L = rt->L;
+    int top = lua_gettop(L);
+    lua_pushcfunction(L, fn);
+    lua_pushlightuserdata(L, arg);
+    rt->instructions = 0;
+    rt->aborted = ABORT_NONE;
+    rt->in_call = true;
+    int rc = lua_pcall(L, 1, 0, 0);
+    rt->in_call = false;
+    if (rc != 0)
+        record_error(rt, rc, err, errlen);
+    lua_settop(L, top);
+    if (rt->aborted != ABORT_NONE)
+        lua_gc(L, LUA_GCCOLLECT, 0); /* give back what the runaway script took */
+    return rc == 0 ? 0 : -1;
+}
+
+static void push_pipeline_function(lua_State *L, const char *name)
+{
+    lua_rawgeti(L, LUA_REGISTRYINDEX, runtime_of(L)->pipeline_ref);
+    lua_getfield(L, -1, name);
+    lua_remove(L, -2);
+}
+
+/* ==================================================================== Loading */
+
+static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(MAX_SCRIPT_BYTES + 1);
+    size_t n = fread(buf, 1, MAX_SCRIPT_BYTES + 1, f);
+    int failed = ferror(f);
+    fclose(f);
+    if (failed || n > MAX_SCRIPT_BYTES) {
+        snprintf(err, errlen, "%s: %s", path,
+                 failed ? "read error" : "larger than 1 MiB, refused");
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+struct load_call {
+    const char *path, *source, *extra;
+    size_t len;
+    bool is_pool;
+    script_pool *pool; /* filled for pools */
+};
+
+static char *field_strdup(lua_State *L, int table, const char *key)
+{
+    lua_getfield(L, table, key);
+    char *s = strdup(lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
+    lua_pop(L, 1);
+    return s;
+}
+
+static double field_number(lua_State *L, int table, const char *key)
+{
+    lua_getfield(L, table, key);
+    double x = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    return x;
+}
+
+static int load_entry(lua_State *L)
+{
+    struct load_call *c = lua_touserdata(L, 1);
+    push_pipeline_function(L, c->is_pool ? "load_pool" : "load_rules");
+    lua_pushstring(L, c->path);
+    lua_pushlstring(L, c->source, c->len);
+    lua_pushstring(L, c->extra);
+    lua_call(L, 3, c->is_pool ? 2 : 0);
+    if (!c->is_pool)
+        return 0;
+    int info = lua_gettop(L);
+    lua_getfield(L, info, "limits");
+    int limits = lua_gettop(L);
+    /* Nothing below can raise: only reads of validated fields. */
+    c->pool->limits.concurrency = (int)field_number(L, limits, "concurrency");
+    c->pool->limits.per_second = field_number(L, limits, "per_second");
+    c->pool->limits.interval = field_number(L, limits, "interval");
+    lua_getfield(L, info, "enabled");
+    c->pool->enabled = lua_toboolean(L, -1);
+    c->pool->name = field_strdup(L, info, "name");
+    c->pool->currency = field_strdup(L, info, "currency");
+    c->pool->file = strdup(c->path);
+    return 0;
+}
+
+static int load_script(script_runtime *rt, const char *path, const char *extra,
+                       script_pool *pool, char *err, size_t errlen)
+{
+    size_t len;
+    char *source = read_file(path, &len, err, errlen);
+    if (!source)
+        return -1;
+    struct load_call call = {path, source, extra, len, pool != NULL, pool};
+    int rc = run_protected(rt, load_entry, &call, err, errlen);
+    free(source);
+    return rc;
+}
+
+static void add_load_error(script_runtime *rt, const char *message)
+{
+    rt->load_errors = realloc(rt->load_errors, (rt->n_load_errors + 1) * sizeof(char *));
+    rt->load_errors[rt->n_load_errors++] = strdup(message);
+}
+
+static int has_lua_suffix(const char *name)
+{
+    size_t n = strlen(name);
+    return n > 4 && strcmp(name + n - 4, ".lua") == 0 && name[0] != '.';
+}
+
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Pool scripts load in name order, so a generation is the same whatever the directory. */
+static int load_pools(script_runtime *rt, char *err, size_t errlen)
+{
+    DIR *dir = opendir(rt->opts.pools_dir);
+    if (!dir) {
+        snprintf(err, errlen, "pools directory %s: %s", rt->opts.pools_dir, strerror(errno));
+        return -1;
+    }
+    char **names = NULL;
+    size_t n = 0;
+    for (struct dirent *e; (e = readdir(dir));) {
+        if (!has_lua_suffix(e->d_name))
+            continue;
+        names = realloc(names, (n + 1) * sizeof *names);
+        names[n++] = strdup(e->d_name);
+    }
+    closedir(dir);
+    if (n)
+        qsort(names, n, sizeof *names, compare_names);
+    rt->pools = calloc(n ? n : 1, sizeof *rt->pools);
+    for (size_t i = 0; i < n; i++) {
+        char path[4096], message[1024];
+        snprintf(path, sizeof path, "%s/%s", rt->opts.pools_dir, names[i]);
+        names[i][strlen(names[i]) - 4] = '\0';
+        script_pool *pool = &rt->pools[rt->n_pools];
+        if (load_script(rt, path, names[i], pool, message, sizeof message) == 0)
+            rt->n_pools++;
+        else
+            add_load_error(rt, message);
+        free(names[i]);
+    }
+    free(names);
+    return 0;
+}
+
+static int load_rules(script_runtime *rt, char *err, size_t errlen)
+{
+    static const char *const kinds[] = {"convert", "rewards"};
+    for (size_t i = 0; i < 2; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s.lua", rt->opts.scripts_dir, kinds[i]);
+        if (load_script(rt, path, kinds[i], NULL, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Loads the embedded prelude and pipeline; the pipeline table is kept in the registry. */
+static int boot_entry(lua_State *L)
+{
+    const embedded_file *prelude = embedded_find("prelude.lua");
+    const embedded_file *pipeline = embedded_find("pipeline.lua");
+    if (luaL_loadbuffer(L, pipeline->text, pipeline->len, "=pipeline.lua") != 0 ||
+        luaL_loadbuffer(L, prelude->text, prelude->len, "=prelude.lua") != 0)
+        return lua_error(L);
+    push_native(L);
+    lua_insert(L, -2); /* pipeline(native, prelude) */
+    lua_call(L, 2, 1);
+    runtime_of(L)->pipeline_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
+/* Strings share one metatable whose __index is the real string library; locking it keeps a
+ * sandboxed getmetatable("") from reaching (and changing) what every script uses. */
+static void lock_string_metatable(lua_State *L)
+{
+    lua_pushliteral(L, "");
+    lua_getmetatable(L, -1);
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 2);
+}
+
+static lua_State *new_state(script_runtime *rt)
+{
+    lua_State *L = lua_newstate(limited_alloc, rt);
+    if (!L)
+        return NULL;
+    lua_atpanic(L, panic_handler);
+    luaL_openlibs(L);
+    if (!rt->opts.unsafe_allow_jit)
+        luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_STEP);
+    lock_string_metatable(L);
+    return L;
+}
+
+script_runtime *script_runtime_new(const script_options *opts, char *err, size_t errlen)
+{
+    script_runtime *rt = calloc(1, sizeof *rt);
+    rt->opts = *opts;
+    rt->pipeline_ref = LUA_NOREF;
+    rt->L = new_state(rt);
+    if (!rt->L) {
+        snprintf(err, errlen, "cannot create a Lua state");
+        free(rt);
+        return NULL;
+    }
+    if (run_protected(rt, boot_entry, NULL, err, errlen) != 0 || load_rules(rt, err, errlen) != 0 ||
+        load_pools(rt, err, errlen) != 0) {
+        script_runtime_free(rt);
+        return NULL;
+    }
+    return rt;
+}
+
+void script_runtime_free(script_runtime *rt)
+{
+    if (!rt)
+        return;
+    if (rt->L)
+        lua_close(rt->L);
+    for (size_t i = 0; i < rt->n_pools; i++) {
+        free((char *)rt->pools[i].name);
+        free((char *)rt->pools[i].currency);
+        free((char *)rt->pools[i].file);
+    }
+    free(rt->pools);
+    for (size_t i = 0; i < rt->n_load_errors; i++)
+        free(rt->load_errors[i]);
+    free(rt->load_errors);
+    free(rt);
+}
+
+size_t script_load_error_count(const script_runtime *rt) { return rt->n_load_errors; }
+const char *script_load_error(const script_runtime *rt, size_t i) { return rt->load_errors[i]; }
+size_t script_pool_count(const script_runtime *rt) { return rt->n_pools; }
+const script_pool *script_pool_at(const script_runtime *rt, size_t i) { return &rt->pools[i]; }
+size_t script_memory_used(const script_runtime *rt) { return rt->memory_used; }
+
+int script_pool_find(const script_runtime *rt, const char *name)
+{
+    for (size_t i = 0; i < rt->n_pools; i++)
+        if (strcmp(rt->pools[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* ==================================================================== Requests */
+
+struct request_call {
+    int pool;
+    const char *wallet;
+    script_request *out;
+};
+
+static int request_entry(lua_State *L)
+{
+    struct request_call *c = lua_touserdata(L, 1);
+    push_pipeline_function(L, "request");
+    lua_pushinteger(L, c->pool + 1);
+    lua_pushstring(L, c->wallet);
+    lua_call(L, 2, 2);
+    /* Validated by the pipeline: a string and a list of strings. Nothing below raises. */
+    size_t n = lua_objlen(L, -1);
+    c->out->url = strdup(lua_tostring(L, -2));
+    c->out->headers = calloc(n ? n : 1, sizeof(char *));
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, -1, (int)i + 1);
+        c->out->headers[i] = strdup(lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+    c->out->n_headers = n;
+    return 0;
+}
+
+int script_request_build(script_runtime *rt, int pool, const char *wallet, script_request *out,
+                         char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    if (pool < 0 || (size_t)pool >= rt->n_pools) {
+        snprintf(err, errlen, "no such pool");
+        return -1;
+    }
+    struct request_call call = {pool, wallet ? wallet : "", out};
+    if (run_protected(rt, request_entry, &call, err, errlen) != 0) {
+        script_request_clear(out);
+        return -1;
+    }
+    return 0;
+}
+
+void script_request_clear(script_request *req)
+{
+    for (size_t i = 0; i < req->n_headers; i++)
+        free(req->headers[i]);
+    free(req->headers);
+    free(req->url);
+    memset(req, 0, sizeof *req);
+}
+
+/* ======================================================================= Polls */
+
+struct poll_call {
+    script_runtime *rt;
+    int pool;
+    const script_account *account;
+    const script_response *response;
+    poll_outcome *out;
+};
+
+static void push_account(lua_State *L, const script_account *a)
+{
+    lua_createtable(L, 0, 4);
+    lua_pushnumber(L, (lua_Number)a->player_id);
+    lua_setfield(L, -2, "player_id");
+    if (a->username) {
+        lua_pushstring(L, a->username);
+        lua_setfield(L, -2, "username");
+    }
+    lua_pushstring(L, a->wallet ? a->wallet : "");
+    lua_setfield(L, -2, "wallet");
+    if (a->state_json) {
+        lua_pushstring(L, a->state_json);
+        lua_setfield(L, -2, "state");
+    }
+}
+
+static void push_headers(lua_State *L, const script_response *r)
+{
+    lua_createtable(L, 0, (int)r->n_headers);
+    for (size_t i = 0; i < r->n_headers; i++) {
+        char name[256];
+        size_t n = 0;
+        for (const char *p = r->header_names[i]; *p && n < sizeof name - 1; p++)
+            name[n++] = (char)tolower((unsigned char)*p);
+        name[n] = '\0';
+        lua_pushstring(L, r->header_values[i]);
+        lua_setfield(L, -2, name);
+    }
+}
+
+static void push_response(lua_State *L, script_runtime *rt, const script_response *r)
+{
+    if (r->body_len > rt->opts.max_body_bytes)
+        luaL_error(L, "response body too large (%d bytes, limit %d)", (int)r->body_len,
+                   (int)rt->opts.max_body_bytes);
+    lua_createtable(L, 0, 5);
+    lua_pushinteger(L, (lua_Integer)r->status);
+    lua_setfield(L, -2, "status");
+    push_headers(L, r);
+    lua_setfield(L, -2, "headers");
+    lua_pushlstring(L, r->body ? r->body : "", r->body_len);
+    lua_setfield(L, -2, "body");
+    char reason[128];
+    if (r->body_len && script_json_push_text(L, r->body, r->body_len, reason, sizeof reason) == 0) {
+        lua_setfield(L, -2, "json");
+    } else {
+        lua_pushstring(L, r->body_len ? reason : "empty body");
+        lua_setfield(L, -2, "json_error");
+    }
+}
+
+static void copy_awards(lua_State *L, int list, poll_outcome *out)
+{
+    size_t n = lua_objlen(L, list);
+    out->awards = calloc(n ? n : 1, sizeof *out->awards);
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, list, (int)i + 1);
+        int a = lua_gettop(L);
+        out->awards[i].advc = field_number(L, a, "advc");
+        out->awards[i].ap = field_number(L, a, "ap");
+        out->awards[i].key = field_strdup(L, a, "key");
+        out->awards[i].reason = field_strdup(L, a, "reason");
+        lua_pop(L, 1);
+    }
+    out->n_awards = n;
+}
+
+static int poll_entry(lua_State *L)
+{
+    struct poll_call *c = lua_touserdata(L, 1);
+    push_pipeline_function(L, "poll");
+    lua_pushinteger(L, c->pool + 1);
+    push_account(L, c->account);
+    push_response(L, c->rt, c->response);
+    lua_call(L, 3, 3);
+    /* Validated by the pipeline: two strings and a list of awards. Nothing below raises. */
+    c->out->observation_json = strdup(lua_tostring(L, -3));
+    c->out->state_json = strdup(lua_tostring(L, -2));
+    copy_awards(L, lua_gettop(L), c->out);
+    return 0;
+}
+
+int script_poll(script_runtime *rt, int pool, const script_account *account,
+                const script_response *response, poll_outcome *out)
+{
+    memset(out, 0, sizeof *out);
+    char err[1024];
+    if (pool < 0 || (size_t)pool >= rt->n_pools) {
+        out->error = strdup("no such pool");
+        return -1;
+    }
+    struct poll_call call = {rt, pool, account, response, out};
+    if (run_protected(rt, poll_entry, &call, err, sizeof err) != 0) {
+        poll_outcome_clear(out);
+        out->error = strdup(err);
+        return -1;
+    }
+    return 0;
+}
+
+void poll_outcome_clear(poll_outcome *out)
+{
+    for (size_t i = 0; i < out->n_awards; i++) {
+        free(out->awards[i].key);
+        free(out->awards[i].reason);
+    }
+    free(out->awards);
+    free(out->error);
+    free(out->observation_json);
+    free(out->state_json);
+    memset(out, 0, sizeof *out);
+}

@@ -1,0 +1,117 @@
+/* The scripting runtime: the only room of the engine that knows the Lua stack.
+ *
+ * A runtime is one generation of scripts: a LuaJIT state holding every pool script of a
+ * directory plus the shared rules (convert.lua, rewards.lua), each in its own sandbox. The
+ * rest of the engine calls plain C functions with C values: build the request for an
+ * account, and turn a response into an observation, a new account state and awards.
+ *
+ * Every call into Lua runs under an instruction budget and a memory ceiling; a script error
+ * never escapes as anything but an error string naming the file and line.
+ */
+#ifndef M2P_SCRIPT_H
+#define M2P_SCRIPT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct script_runtime script_runtime;
+
+/* Configuration lookup used by m2p.env(): returns the raw value or NULL when unset. */
+typedef const char *(*script_env_fn)(void *user, const char *name);
+
+typedef struct script_options {
+    const char *pools_dir;        /* every *.lua file in it is a pool */
+    const char *scripts_dir;      /* convert.lua and rewards.lua */
+    long long instruction_budget; /* per call into Lua; default 10,000,000 */
+    size_t memory_limit_bytes;    /* ceiling for the whole state; default 256 MiB */
+    size_t max_body_bytes;        /* responses larger than this fail the poll; default 1 MiB */
+    script_env_fn env;            /* NULL: getenv */
+    void *env_user;
+    /* Leave the JIT compiler on. Compiled loops do not run count hooks, so the instruction
+     * budget cannot stop them: for measurements only (bench/), never in the engine. */
+    bool unsafe_allow_jit;
+} script_options;
+
+void script_options_defaults(script_options *o);
+
+typedef struct pool_limits {
+    int concurrency;   /* 0 = unset */
+    double per_second; /* 0 = unset */
+    double interval;   /* seconds, 0 = unset */
+} pool_limits;
+
+typedef struct script_pool {
+    const char *name;
+    const char *file;
+    const char *currency;
+    bool enabled;
+    pool_limits limits;
+} script_pool;
+
+/* Loads the rules and every pool script. Returns NULL (reason in err) only when the runtime
+ * cannot work at all: the rules are missing or broken, or the pools directory is unreadable.
+ * A broken pool script is left out and recorded as a load error. */
+script_runtime *script_runtime_new(const script_options *opts, char *err, size_t errlen);
+void script_runtime_free(script_runtime *rt);
+
+size_t script_load_error_count(const script_runtime *rt);
+const char *script_load_error(const script_runtime *rt, size_t i); /* "file:line: message" */
+
+size_t script_pool_count(const script_runtime *rt);
+const script_pool *script_pool_at(const script_runtime *rt, size_t i);
+int script_pool_find(const script_runtime *rt, const char *name); /* index or -1 */
+
+/* ---- one poll ---------------------------------------------------------------------- */
+
+typedef struct script_request {
+    char *url;
+    char **headers; /* "Name: value" */
+    size_t n_headers;
+} script_request;
+
+typedef struct script_response {
+    long status;
+    const char *const *header_names; /* any case */
+    const char *const *header_values;
+    size_t n_headers;
+    const char *body;
+    size_t body_len;
+} script_response;
+
+typedef struct script_account {
+    long long player_id;
+    const char *username;   /* may be NULL */
+    const char *wallet;
+    const char *state_json; /* what the last successful poll returned; NULL at first */
+} script_account;
+
+typedef struct award {
+    double advc; /* rounded to 8 decimal places */
+    double ap;   /* rounded to 8 decimal places */
+    char *key;   /* unique per account: the idempotency key */
+    char *reason;
+} award;
+
+typedef struct poll_outcome {
+    char *error;            /* set when the poll failed: nothing else is set */
+    char *observation_json; /* the validated observation, keys sorted */
+    char *state_json;       /* the account state to keep for the next poll */
+    award *awards;
+    size_t n_awards;
+} poll_outcome;
+
+/* Builds the request for `wallet` on pool `pool`. 0 on success; -1 with a reason in err
+ * ("invalid wallet", or the script's error with file:line). */
+int script_request_build(script_runtime *rt, int pool, const char *wallet, script_request *out,
+                         char *err, size_t errlen);
+void script_request_clear(script_request *req);
+
+/* Turns a response into an outcome. Returns 0, or -1 when the poll failed (out->error). */
+int script_poll(script_runtime *rt, int pool, const script_account *account,
+                const script_response *response, poll_outcome *out);
+void poll_outcome_clear(poll_outcome *out);
+
+/* Lua memory in use, bytes (for metrics and tests). */
+size_t script_memory_used(const script_runtime *rt);
+
+#endif

@@ -1,0 +1,286 @@
+/* cJSON <-> Lua conversion for the scripting runtime.
+ *
+ * Decoding: cJSON parses in C (no Lua code runs on hostile bytes); the tree is then pushed as
+ * tables. The parsed tree is anchored in a userdata with a __gc while it is pushed, so a Lua
+ * error half-way (memory ceiling) cannot leak it.
+ * Encoding: used for account state and observations; refuses anything that would not come
+ * back unchanged (functions, NaN, inf, mixed keys, strings with NUL bytes).
+ */
+#include "script_json.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#define ANCHOR "m2p.c_anchor"
+
+/* A userdata that owns one malloc'd C object while Lua code that may raise runs, so a Lua
+ * error (for instance the memory ceiling) cannot leak it: the GC frees what is left. */
+typedef struct anchor {
+    void *ptr;
+    void (*release)(void *);
+} anchor;
+
+static int anchor_gc(lua_State *L)
+{
+    anchor *a = luaL_checkudata(L, 1, ANCHOR);
+    if (a->ptr)
+        a->release(a->ptr);
+    a->ptr = NULL;
+    return 0;
+}
+
+static anchor *anchor_push(lua_State *L, void *ptr, void (*release)(void *))
+{
+    anchor *a = lua_newuserdata(L, sizeof *a);
+    a->ptr = ptr;
+    a->release = release;
+    if (luaL_newmetatable(L, ANCHOR)) {
+        lua_pushcfunction(L, anchor_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    return a;
+}
+
+static void anchor_release(anchor *a)
+{
+    a->release(a->ptr);
+    a->ptr = NULL;
+}
+
+static void release_tree(void *tree) { cJSON_Delete(tree); }
+
+static int absolute_index(lua_State *L, int idx)
+{
+    return idx > 0 || idx <= LUA_REGISTRYINDEX ? idx : lua_gettop(L) + idx + 1;
+}
+
+static void push_value(lua_State *L, const cJSON *item, int depth)
+{
+    if (depth > SCRIPT_JSON_MAX_DEPTH)
+        luaL_error(L, "JSON nested deeper than %d levels", SCRIPT_JSON_MAX_DEPTH);
+    luaL_checkstack(L, 3, "JSON too deep");
+    if (cJSON_IsObject(item) || cJSON_IsArray(item)) {
+        int is_array = cJSON_IsArray(item);
+        int n = cJSON_GetArraySize(item);
+        lua_createtable(L, is_array ? n : 0, is_array ? 0 : n);
+        int i = 1;
+        for (const cJSON *child = item->child; child; child = child->next) {
+            push_value(L, child, depth + 1);
+            if (is_array)
+                lua_rawseti(L, -2, i++);
+            else
+                lua_setfield(L, -2, child->string);
+        }
+    } else if (cJSON_IsString(item)) {
+        lua_pushstring(L, item->valuestring);
+    } else if (cJSON_IsNumber(item)) {
+        lua_pushnumber(L, item->valuedouble);
+    } else if (cJSON_IsBool(item)) {
+        lua_pushboolean(L, cJSON_IsTrue(item));
+    } else {
+        lua_pushlightuserdata(L, NULL); /* null */
+    }
+}
+
+void script_json_push(lua_State *L, const cJSON *item) { push_value(L, item, 0); }
+
+static void describe_parse_error(const char *text, size_t len, char *err, size_t errlen)
+{
+    const char *at = cJSON_GetErrorPtr();
+    size_t offset = at && at >= text && at <= text + len ? (size_t)(at - text) : len;
+    if (offset >= len)
+        snprintf(err, errlen, "truncated JSON (ends at byte %zu)", len);
+    else
+        snprintf(err, errlen, "invalid JSON at byte %zu of %zu", offset, len);
+}
+
+int script_json_push_text(lua_State *L, const char *text, size_t len, char *err, size_t errlen)
+{
+    cJSON *tree = cJSON_ParseWithLength(text, len);
+    if (!tree) {
+        describe_parse_error(text, len, err, errlen);
+        return -1;
+    }
+    anchor *a = anchor_push(L, tree, release_tree);
+    push_value(L, tree, 0);
+    anchor_release(a);
+    lua_remove(L, -2);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ Lua -> JSON */
+
+static cJSON *from_lua(lua_State *L, int idx, int depth, char *err, size_t errlen);
+
+static int compare_keys(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Returns 1 when the table at idx is a list 1..n (n > 0 or empty), 0 when it has only string
+ * keys, -1 (with err) otherwise. Stores the number of entries in *count. */
+static int table_shape(lua_State *L, int idx, size_t *count, char *err, size_t errlen)
+{
+    size_t n = 0, strings = 0;
+    double max_index = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        n++;
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            strings++;
+        } else if (lua_type(L, -1) == LUA_TNUMBER) {
+            double k = lua_tonumber(L, -1);
+            if (k < 1 || k != floor(k)) {
+                lua_pop(L, 1);
+                snprintf(err, errlen, "cannot encode table key %g", k);
+                return -1;
+            }
+            if (k > max_index)
+                max_index = k;
+        } else {
+            snprintf(err, errlen, "cannot encode a table key of type %s",
+                     lua_typename(L, lua_type(L, -1)));
+            lua_pop(L, 1);
+            return -1;
+        }
+    }
+    *count = n;
+    if (strings == n)
+        return n == 0 ? 1 : 0;
+    if (strings == 0 && max_index == (double)n)
+        return 1;
+    snprintf(err, errlen, "cannot encode a table that mixes list and named entries");
+    return -1;
+}
+
+static cJSON *array_from_lua(lua_State *L, int idx, size_t n, int depth, char *err,
+                             size_t errlen)
+{
+    cJSON *array = cJSON_CreateArray();
+    for (size_t i = 1; i <= n; i++) {
+        lua_rawgeti(L, idx, (int)i);
+        cJSON *item = from_lua(L, lua_gettop(L), depth + 1, err, errlen);
+        lua_pop(L, 1);
+        if (!item) {
+            cJSON_Delete(array);
+            return NULL;
+        }
+        cJSON_AddItemToArray(array, item);
+    }
+    return array;
+}
+
+static cJSON *object_from_lua(lua_State *L, int idx, size_t n, int depth, char *err,
+                              size_t errlen)
+{
+    const char **keys = malloc(n * sizeof *keys);
+    cJSON *object = cJSON_CreateObject();
+    size_t k = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        keys[k++] = lua_tostring(L, -1); /* anchored by the table itself */
+    }
+    qsort(keys, n, sizeof *keys, compare_keys);
+    for (size_t i = 0; i < n && object; i++) {
+        lua_pushstring(L, keys[i]);
+        lua_rawget(L, idx); /* raw: a script's metatable must not run inside the encoder */
+        cJSON *item = from_lua(L, lua_gettop(L), depth + 1, err, errlen);
+        lua_pop(L, 1);
+        if (!item) {
+            cJSON_Delete(object);
+            object = NULL;
+        } else {
+            cJSON_AddItemToObject(object, keys[i], item);
+        }
+    }
+    free(keys);
+    return object;
+}
+
+static cJSON *from_lua(lua_State *L, int idx, int depth, char *err, size_t errlen)
+{
+    if (depth > SCRIPT_JSON_MAX_DEPTH) {
+        snprintf(err, errlen, "value nested deeper than %d levels (or a cycle)",
+                 SCRIPT_JSON_MAX_DEPTH);
+        return NULL;
+    }
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+        return cJSON_CreateNull();
+    case LUA_TBOOLEAN:
+        return cJSON_CreateBool(lua_toboolean(L, idx));
+    case LUA_TNUMBER: {
+        double x = lua_tonumber(L, idx);
+        if (!isfinite(x)) {
+            snprintf(err, errlen, "cannot encode the non-finite number %g", x);
+            return NULL;
+        }
+        return cJSON_CreateNumber(x);
+    }
+    case LUA_TSTRING: {
+        size_t len;
+        const char *s = lua_tolstring(L, idx, &len);
+        if (strlen(s) != len) {
+            snprintf(err, errlen, "cannot encode a string containing a NUL byte");
+            return NULL;
+        }
+        return cJSON_CreateString(s);
+    }
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, idx) == NULL)
+            return cJSON_CreateNull();
+        break;
+    case LUA_TTABLE: {
+        size_t n;
+        luaL_checkstack(L, 4, "JSON too deep");
+        int shape = table_shape(L, idx, &n, err, errlen);
+        if (shape < 0)
+            return NULL;
+        return shape ? array_from_lua(L, idx, n, depth, err, errlen)
+                     : object_from_lua(L, idx, n, depth, err, errlen);
+    }
+    default:
+        break;
+    }
+    snprintf(err, errlen, "cannot encode a value of type %s", lua_typename(L, lua_type(L, idx)));
+    return NULL;
+}
+
+cJSON *script_json_from_lua(lua_State *L, int idx, char *err, size_t errlen)
+{
+    return from_lua(L, absolute_index(L, idx), 0, err, errlen);
+}
+
+int script_json_decode_fn(lua_State *L)
+{
+    size_t len;
+    const char *text = luaL_checklstring(L, 1, &len);
+    char err[128];
+    if (script_json_push_text(L, text, len, err, sizeof err) != 0)
+        return luaL_error(L, "json_decode: %s", err);
+    return 1;
+}
+
+int script_json_encode_fn(lua_State *L)
+{
+    char err[160];
+    luaL_checkany(L, 1);
+    cJSON *tree = script_json_from_lua(L, 1, err, sizeof err);
+    if (!tree)
+        return luaL_error(L, "json_encode: %s", err);
+    char *text = cJSON_PrintUnformatted(tree);
+    cJSON_Delete(tree);
+    if (!text)
+        return luaL_error(L, "json_encode: out of memory");
+    anchor *a = anchor_push(L, text, free);
+    lua_pushstring(L, text);
+    anchor_release(a);
+    return 1;
+}

@@ -1,0 +1,301 @@
+/* The scripting runtime under attack: sandbox escapes, runaway loops (including loops the JIT
+ * would compile), memory bombs, hostile JSON bodies and hostile wallet strings. Each must end
+ * as an error naming the script, and the runtime must keep working afterwards. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "log.h"
+#include "script.h"
+
+static char pools_dir[256];
+
+static void write_pool(const char *name, const char *source)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s.lua", pools_dir, name);
+    FILE *f = fopen(path, "wb");
+    fputs(source, f);
+    fclose(f);
+}
+
+static void remove_pools(void)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -f %s/*.lua", pools_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cleanup failed\n");
+}
+
+static script_runtime *load(long long budget, size_t memory, bool jit)
+{
+    script_options o;
+    script_options_defaults(&o);
+    o.pools_dir = pools_dir;
+    o.scripts_dir = "scripts";
+    if (budget)
+        o.instruction_budget = budget;
+    if (memory)
+        o.memory_limit_bytes = memory;
+    o.unsafe_allow_jit = jit;
+    char err[1024];
+    script_runtime *rt = script_runtime_new(&o, err, sizeof err);
+    CHECK(rt != NULL, "runtime: %s", err);
+    return rt;
+}
+
+/* A pool whose parse runs `body` (Lua statements) and then returns a valid observation. */
+static void write_parse_pool(const char *name, const char *body)
+{
+    char src[4096];
+    snprintf(src, sizeof src,
+             "return { currency = 'ADVC',\n"
+             "  request = function(w) return { url = 'http://127.0.0.1/' .. w } end,\n"
+             "  parse = function(r)\n%s\n  return { paid = 1 } end }\n",
+             body);
+    write_pool(name, src);
+}
+
+static const char *WALLET = "AXb7Kc2R9mQwE4tYuP3sLdF6gH8jN1vZ";
+
+/* Polls pool `name` once with a small JSON body; returns the error (static) or NULL. */
+static const char *poll_error(script_runtime *rt, const char *name, const char *body)
+{
+    static char error[1024];
+    script_response r = {.status = 200, .body = body, .body_len = strlen(body)};
+    script_account a = {.player_id = 1, .wallet = WALLET};
+    poll_outcome out;
+    int pool = script_pool_find(rt, name);
+    CHECK(pool >= 0, "pool %s not loaded", name);
+    int rc = script_poll(rt, pool, &a, &r, &out);
+    snprintf(error, sizeof error, "%s", rc ? out.error : "");
+    poll_outcome_clear(&out);
+    return rc ? error : NULL;
+}
+
+static const char *load_error_of(script_runtime *rt, const char *file)
+{
+    for (size_t i = 0; i < script_load_error_count(rt); i++)
+        if (strstr(script_load_error(rt, i), file))
+            return script_load_error(rt, i);
+    return NULL;
+}
+
+static void test_sandbox_escapes(void)
+{
+    static const struct {
+        const char *name, *code, *error;
+    } cases[] = {
+        {"os_execute", "os.execute('touch /tmp/m2p-pwned')", "os_execute.lua:4:"},
+        {"io_open", "io.open('/etc/passwd')", "io_open.lua:4:"},
+        {"require_ffi", "require('ffi')", "require"},
+        {"ffi_global", "ffi.C.system('true')", "ffi"},
+        {"debug_lib", "debug.getinfo(1)", "debug"},
+        {"string_dump", "string.dump(function() end)", "dump"},
+        {"getfenv", "getfenv(0).io.open('/etc/passwd')", "getfenv"},
+        {"collectgarbage", "collectgarbage('stop')", "collectgarbage"},
+        {"dofile", "dofile('/etc/passwd')", "dofile"},
+        {"bytecode_load", "assert(load('\\27LJ\\2'))", "binary"},
+        {"string_metatable", "getmetatable('').__index.rep = nil", "string_metatable.lua:4:"},
+        {"rawget_io", "assert(rawget(_G, 'io'), 'no io')", "no io"},
+        {"jit_off", "jit.on()", "jit"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        write_parse_pool(cases[i].name, cases[i].code);
+    script_runtime *rt = load(0, 0, false);
+    for (size_t i = 0; rt && i < sizeof cases / sizeof cases[0]; i++) {
+        const char *err = poll_error(rt, cases[i].name, "{}");
+        CHECK(err != NULL, "%s: escape was not refused", cases[i].name);
+        CHECK_CONTAINS(err, cases[i].error);
+    }
+    CHECK(access("/tmp/m2p-pwned", F_OK) != 0, "os.execute ran");
+    /* The string library still works for everyone after the metatable attempt. */
+    write_parse_pool("uses_rep", "assert(('ab'):rep(2) == 'abab')");
+    script_runtime_free(rt);
+    rt = load(0, 0, false);
+    CHECK(rt && poll_error(rt, "uses_rep", "{}") == NULL, "string methods broken");
+    script_runtime_free(rt);
+    remove_pools();
+}
+
+static void test_globals_are_private(void)
+{
+    write_parse_pool("a_writer", "SHARED = 'leak'; string.leak = true; m2p.leak = true");
+    write_parse_pool("b_reader", "assert(SHARED == nil and string.leak == nil and "
+                                 "m2p.leak == nil, 'saw the globals of another script')");
+    script_runtime *rt = load(0, 0, false);
+    CHECK(rt && poll_error(rt, "a_writer", "{}") == NULL, "writer failed");
+    CHECK(rt && poll_error(rt, "b_reader", "{}") == NULL, "globals leaked between scripts");
+    script_runtime_free(rt);
+    remove_pools();
+}
+
+static void test_load_errors(void)
+{
+    write_pool("syntax", "return { currency = 'ADVC',\n  request = function( end }\n");
+    write_pool("execute_at_load", "os.execute('true')\nreturn {}\n");
+    write_pool("bytecode", "\033LJ\002\000garbage");
+    write_pool("not_a_table", "return 42\n");
+    write_pool("no_parse", "return { currency = 'ADVC', request = function() end }\n");
+    write_pool("bad_limits", "return { currency = 'ADVC', request = function() end,"
+                             " parse = function() end, limits = { concurrency = 0 } }\n");
+    write_pool("loop_at_load", "local x = 0\nwhile true do x = x + 1 end\n");
+    write_parse_pool("good", "");
+    script_runtime *rt = load(1000000, 0, false);
+    if (!rt)
+        return;
+    CHECK(script_pool_count(rt) == 1, "only the good pool loads, got %zu", script_pool_count(rt));
+    CHECK_CONTAINS(load_error_of(rt, "syntax.lua"), "syntax.lua:2:");
+    CHECK_CONTAINS(load_error_of(rt, "execute_at_load.lua"), "execute_at_load.lua:1:");
+    CHECK_CONTAINS(load_error_of(rt, "bytecode.lua"), "bytecode");
+    CHECK_CONTAINS(load_error_of(rt, "not_a_table.lua"), "must return a table");
+    CHECK_CONTAINS(load_error_of(rt, "no_parse.lua"), "field 'parse' must be a function");
+    CHECK_CONTAINS(load_error_of(rt, "bad_limits.lua"), "limits.concurrency");
+    CHECK_CONTAINS(load_error_of(rt, "loop_at_load.lua"),
+                   "loop_at_load.lua:2: instruction budget exceeded");
+    script_runtime_free(rt);
+    remove_pools();
+}
+
+static void test_budget(void)
+{
+    write_parse_pool("spin", "while true do end");
+    write_parse_pool("hot_for", "local x = 0\nfor i = 1, 1e15 do x = x + i end");
+    write_parse_pool("pcall_spin",
+                     "while true do pcall(function() while true do end end) end");
+    write_parse_pool("coroutine_spin",
+                     "local co = coroutine.wrap(function() while true do end end)\nco()");
+    write_parse_pool("fine", "local x = 0\nfor i = 1, 1000 do x = x + i end");
+    script_runtime *rt = load(1000000, 0, false);
+    if (!rt)
+        return;
+    CHECK_CONTAINS(poll_error(rt, "spin", "{}"), "spin.lua:4: instruction budget exceeded");
+    CHECK_CONTAINS(poll_error(rt, "hot_for", "{}"), "hot_for.lua:5: instruction budget exceeded");
+    CHECK_CONTAINS(poll_error(rt, "pcall_spin", "{}"), "instruction budget exceeded");
+    CHECK_CONTAINS(poll_error(rt, "coroutine_spin", "{}"), "instruction budget exceeded");
+    CHECK(poll_error(rt, "fine", "{}") == NULL, "runtime unusable after a runaway script");
+    script_runtime_free(rt);
+    remove_pools();
+}
+
+/* Why the JIT is off: with it on, a hot loop is compiled and the count hook never runs, so
+ * 10^8 iterations finish under a budget of 10^6 instructions. With it off, they are stopped. */
+static void test_jit_escapes_count_hooks(void)
+{
+    write_parse_pool("bounded_hot_loop", "local x = 0\nfor i = 1, 1e8 do x = x + i end");
+    script_runtime *rt = load(1000000, 0, true);
+    CHECK(rt && poll_error(rt, "bounded_hot_loop", "{}") == NULL,
+          "expected the JIT-compiled loop to escape the hook (LuaJIT changed?)");
+    script_runtime_free(rt);
+    rt = load(1000000, 0, false);
+    CHECK_CONTAINS(rt ? poll_error(rt, "bounded_hot_loop", "{}") : NULL,
+                   "instruction budget exceeded");
+    script_runtime_free(rt);
+    remove_pools();
+}
+
+static void test_memory_ceiling(void)
+{
+    write_parse_pool("hog", "local t = {}\nwhile true do t[#t + 1] = string.rep('x', 1e6) .. #t end");
+    write_parse_pool("rep_bomb", "local s = string.rep('x', 2^30)");
+    write_parse_pool("caught_hog",
+                     "pcall(function() local t = {} while true do t[#t+1] = {1,2,3,4} end end)");
+    write_parse_pool("fine", "");
+    script_runtime *rt = load(0, 64u * 1024 * 1024, false);
+    if (!rt)
+        return;
+    CHECK_CONTAINS(poll_error(rt, "hog", "{}"), "memory limit exceeded");
+    CHECK_CONTAINS(poll_error(rt, "rep_bomb", "{}"), "memory limit exceeded");
+    CHECK_CONTAINS(poll_error(rt, "caught_hog", "{}"), "memory limit exceeded");
+    CHECK(poll_error(rt, "fine", "{}") == NULL, "runtime unusable after a memory bomb");
+    CHECK(script_memory_used(rt) < 32u * 1024 * 1024, "memory not given back: %zu",
+          script_memory_used(rt));
+    script_runtime_free(rt);
+    remove_pools();
+}
+
+static void test_hostile_json(void)
+{
+    write_pool("echo",
+               "return { currency = 'ADVC',\n"
+               "  request = function(w) return { url = 'http://127.0.0.1/' .. w } end,\n"
+               "  parse = function(r)\n"
+               "    if not r.json then return nil, 'bad json: ' .. r.json_error end\n"
+               "    if r.json.null_field ~= m2p.null then return nil, 'null lost' end\n"
+               "    return { paid = r.json.paid } end }\n");
+    script_runtime *rt = load(0, 0, false);
+    if (!rt)
+        return;
+    char deep[512] = "";
+    for (int i = 0; i < 100; i++)
+        strcat(deep, "[");
+    CHECK_CONTAINS(poll_error(rt, "echo", deep), "bad json");
+    CHECK_CONTAINS(poll_error(rt, "echo", "{\"paid\": 1, \"null_field\": nu"),
+                   "invalid JSON at byte 26 of 28");
+    CHECK_CONTAINS(poll_error(rt, "echo", "<html>502 Bad Gateway</html>"), "invalid JSON at byte 0");
+    CHECK_CONTAINS(poll_error(rt, "echo", "{\"paid\": \"abc\", \"null_field\": null}"),
+                   "observation.paid: not a decimal number");
+    CHECK_CONTAINS(poll_error(rt, "echo", "{\"paid\": \"nan\", \"null_field\": null}"),
+                   "not a decimal number");
+    CHECK_CONTAINS(poll_error(rt, "echo", "{\"paid\": -5, \"null_field\": null}"), "negative");
+    CHECK_CONTAINS(poll_error(rt, "echo", "{\"paid\": 1}"), "null lost");
+    CHECK(poll_error(rt, "echo", "{\"paid\": \"1e-8\", \"null_field\": null}") == NULL,
+          "a valid body failed");
+    char *huge = malloc(2 * 1024 * 1024 + 1);
+    memset(huge, ' ', 2 * 1024 * 1024);
+    huge[2 * 1024 * 1024] = '\0';
+    huge[0] = '{';
+    CHECK_CONTAINS(poll_error(rt, "echo", huge), "response body too large");
+    free(huge);
+    script_runtime_free(rt);
+    remove_pools();
+}
+
+static void test_wallet_validation(void)
+{
+    write_parse_pool("plain", "");
+    script_runtime *rt = load(0, 0, false);
+    if (!rt)
+        return;
+    static const char *const bad[] = {
+        "", "short", "AXb7Kc2R9mQwE4tYuP3s LdF6gH8jN1vZ", "../../../../etc/passwd/AAAAAAAAAAA",
+        "AXb7Kc2R9mQwE4tYuP3sLdF6?x=1&y=2AAAA", "AXb7Kc2R9mQwE4tYuP3sLdF6gH8jN1vZ\r\nHost: evil",
+        "AXb7Kc2R9mQwE4tYuP3sLdF6gH8jN1vZ\"'<>",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", /* 129 characters */
+    };
+    char err[256];
+    script_request req;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK(script_request_build(rt, 0, bad[i], &req, err, sizeof err) != 0,
+              "wallet \"%s\" accepted", bad[i]);
+        CHECK_CONTAINS(err, "invalid wallet");
+    }
+    CHECK(script_request_build(rt, 0, WALLET, &req, err, sizeof err) == 0, "good wallet: %s", err);
+    CHECK(req.url && strcmp(req.url, "http://127.0.0.1/AXb7Kc2R9mQwE4tYuP3sLdF6gH8jN1vZ") == 0,
+          "url %s", req.url ? req.url : "(null)");
+    script_request_clear(&req);
+    script_runtime_free(rt);
+    remove_pools();
+}
+
+int main(void)
+{
+    log_configure(LOG_ERROR, LOG_FORMAT_TEXT, stderr);
+    snprintf(pools_dir, sizeof pools_dir, "/tmp/m2p-test-script-XXXXXX");
+    if (!mkdtemp(pools_dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    test_sandbox_escapes();
+    test_globals_are_private();
+    test_load_errors();
+    test_budget();
+    test_jit_escapes_count_hooks();
+    test_memory_ceiling();
+    test_hostile_json();
+    test_wallet_validation();
+    rmdir(pools_dir);
+    return check_summary();
+}
