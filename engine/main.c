@@ -1,4 +1,4 @@
-/* m2p-engine: command line, and the choice of what to run. */
+/* m2p-engine: the command line, and the choice of what to run. */
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -6,85 +6,123 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "config.h"
+#include "http.h"
 #include "log.h"
+#include "probe.h"
+#include "run.h"
 #include "script.h"
 #include "scripttest.h"
+#include "settings.h"
 
 #define EXIT_USAGE 2
 
-typedef enum { MODE_HELP, MODE_VERSION, MODE_CHECK, MODE_SCRIPT_TEST } run_mode;
+typedef enum {
+    MODE_RUN,
+    MODE_HELP,
+    MODE_VERSION,
+    MODE_CHECK,
+    MODE_SCRIPT_TEST,
+    MODE_PROBE,
+} run_mode;
 
 typedef struct cli {
     run_mode mode;
-    const char *pools_dir;
-    const char *scripts_dir;
+    run_options run;
     const char *const *paths;
     int n_paths;
 } cli;
 
 static void print_usage(FILE *out)
 {
-    fputs("usage: m2p-engine [options]\n"
+    fputs("usage: m2p-engine [mode] [options]\n"
           "\n"
-          "Modes:\n"
-          "  --script-test [PATH...]  run pool scripts against recorded fixtures (files or\n"
+          "Modes (default: run until SIGTERM/SIGINT; SIGHUP reloads scripts and settings):\n"
+          "  --once                   poll every account once, as fast as limits allow, then\n"
+          "                           exit (non-zero if a pool failed entirely)\n"
+          "  --dry-run                poll and log awards, store nothing (needs --accounts)\n"
+          "  --probe POOL WALLET      one live request through a pool script, explained\n"
+          "  --script-test [PATH...]  pool scripts against recorded fixtures (files or\n"
           "                           directories of *.json; default tests/fixtures)\n"
           "  --check                  load and validate every script; non-zero if any is broken\n"
           "  --help, --version\n"
           "\n"
           "Options:\n"
+          "  --accounts FILE          players from a JSON file: [{\"player_id\": 1, \"username\":\n"
+          "                           \"p1\", \"wallet\": \"...\", \"wallets\": {\"zpool\": \"...\"}}]\n"
+          "  --env-file FILE          settings file (default ./.env when present)\n"
           "  --pools DIR              pool scripts (default ./pools, then the install's share dir)\n"
-          "  --scripts DIR            rule scripts convert.lua, rewards.lua (default ./scripts, ...)\n",
+          "  --scripts DIR            rule scripts convert.lua, rewards.lua (same defaults)\n"
+          "\n",
           out);
+    config_print_help(out);
 }
 
 /* ./NAME when it exists, else the installed copy. */
-static const char *default_dir(const char *name)
+static const char *default_dir(const char *name, char *buf, size_t len)
 {
-    static char installed[2][1024];
     struct stat st;
     if (stat(name, &st) == 0 && S_ISDIR(st.st_mode))
         return name;
-    char *slot = installed[strcmp(name, "pools") == 0 ? 0 : 1];
-    snprintf(slot, sizeof installed[0], "%s/%s", M2P_SHARE_DIR, name);
-    return slot;
+    snprintf(buf, len, "%s/%s", M2P_SHARE_DIR, name);
+    return buf;
 }
 
 static int parse_cli(int argc, char **argv, cli *c)
 {
-    enum { OPT_SCRIPT_TEST = 256, OPT_CHECK, OPT_POOLS, OPT_SCRIPTS, OPT_VERSION };
+    enum { O_ONCE = 256, O_DRY_RUN, O_PROBE, O_SCRIPT_TEST, O_CHECK, O_ACCOUNTS, O_ENV_FILE,
+           O_POOLS, O_SCRIPTS, O_VERSION };
     static const struct option options[] = {
-        {"script-test", no_argument, NULL, OPT_SCRIPT_TEST},
-        {"check", no_argument, NULL, OPT_CHECK},
-        {"pools", required_argument, NULL, OPT_POOLS},
-        {"scripts", required_argument, NULL, OPT_SCRIPTS},
+        {"once", no_argument, NULL, O_ONCE},
+        {"dry-run", no_argument, NULL, O_DRY_RUN},
+        {"probe", no_argument, NULL, O_PROBE},
+        {"script-test", no_argument, NULL, O_SCRIPT_TEST},
+        {"check", no_argument, NULL, O_CHECK},
+        {"accounts", required_argument, NULL, O_ACCOUNTS},
+        {"env-file", required_argument, NULL, O_ENV_FILE},
+        {"pools", required_argument, NULL, O_POOLS},
+        {"scripts", required_argument, NULL, O_SCRIPTS},
         {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, OPT_VERSION},
+        {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
     };
     memset(c, 0, sizeof *c);
-    c->mode = MODE_HELP;
     for (int opt; (opt = getopt_long(argc, argv, "h", options, NULL)) != -1;) {
         switch (opt) {
-        case OPT_SCRIPT_TEST: c->mode = MODE_SCRIPT_TEST; break;
-        case OPT_CHECK: c->mode = MODE_CHECK; break;
-        case OPT_POOLS: c->pools_dir = optarg; break;
-        case OPT_SCRIPTS: c->scripts_dir = optarg; break;
-        case OPT_VERSION: c->mode = MODE_VERSION; break;
+        case O_ONCE: c->run.once = true; break;
+        case O_DRY_RUN: c->run.dry_run = true; break;
+        case O_PROBE: c->mode = MODE_PROBE; break;
+        case O_SCRIPT_TEST: c->mode = MODE_SCRIPT_TEST; break;
+        case O_CHECK: c->mode = MODE_CHECK; break;
+        case O_ACCOUNTS: c->run.accounts_file = optarg; break;
+        case O_ENV_FILE: c->run.env_file = optarg; break;
+        case O_POOLS: c->run.pools_dir = optarg; break;
+        case O_SCRIPTS: c->run.scripts_dir = optarg; break;
+        case O_VERSION: c->mode = MODE_VERSION; break;
         case 'h': c->mode = MODE_HELP; break;
         default: return -1;
         }
     }
-    if (optind < argc && c->mode != MODE_SCRIPT_TEST) {
+    c->paths = (const char *const *)argv + optind;
+    c->n_paths = argc - optind;
+    bool takes_paths = c->mode == MODE_SCRIPT_TEST || c->mode == MODE_PROBE;
+    if (c->n_paths > 0 && !takes_paths) {
         fprintf(stderr, "m2p-engine: unexpected argument '%s'\n", argv[optind]);
         return -1;
     }
-    c->paths = (const char *const *)argv + optind;
-    c->n_paths = argc - optind;
-    if (!c->pools_dir)
-        c->pools_dir = default_dir("pools");
-    if (!c->scripts_dir)
-        c->scripts_dir = default_dir("scripts");
+    if (c->mode == MODE_PROBE && c->n_paths != 2) {
+        fprintf(stderr, "m2p-engine: --probe needs POOL and WALLET\n");
+        return -1;
+    }
+    if (c->run.dry_run && !c->run.accounts_file) {
+        fprintf(stderr, "m2p-engine: --dry-run needs --accounts FILE\n");
+        return -1;
+    }
+    static char pools_buf[1024], scripts_buf[1024];
+    if (!c->run.pools_dir)
+        c->run.pools_dir = default_dir("pools", pools_buf, sizeof pools_buf);
+    if (!c->run.scripts_dir)
+        c->run.scripts_dir = default_dir("scripts", scripts_buf, sizeof scripts_buf);
     return 0;
 }
 
@@ -109,35 +147,71 @@ static int run_check(const script_options *opts)
     return errors ? 1 : 0;
 }
 
+static int run_script_test(const cli *c)
+{
+    /* Script logs go to stderr so the verdict lines stay readable on stdout. */
+    log_configure(LOG_WARNING, LOG_FORMAT_TEXT, stderr);
+    script_options opts;
+    script_options_defaults(&opts);
+    opts.pools_dir = c->run.pools_dir;
+    opts.scripts_dir = c->run.scripts_dir;
+    static const char *const default_paths[] = {"tests/fixtures"};
+    if (c->n_paths == 0)
+        return scripttest_run(&opts, default_paths, 1, stdout);
+    return scripttest_run(&opts, c->paths, c->n_paths, stdout);
+}
+
+/* Modes that read the settings: an invalid value stops here with exit code 78. */
+static int run_configured(const cli *c)
+{
+    char err[4096];
+    config *cfg = config_load(c->run.env_file, err, sizeof err);
+    if (!cfg) {
+        fprintf(stderr, "m2p-engine: invalid configuration:\n%s\n", err);
+        return CONFIG_EXIT_INVALID;
+    }
+    int status;
+    if (c->mode == MODE_CHECK) {
+        log_configure(LOG_INFO, LOG_FORMAT_TEXT, stderr);
+        script_options opts;
+        settings_script_options(cfg, c->run.pools_dir, c->run.scripts_dir, &opts);
+        status = run_check(&opts);
+        config_free(cfg);
+        return status;
+    }
+    settings_apply_logging(cfg);
+    if (http_global_init() != 0) {
+        fprintf(stderr, "m2p-engine: libcurl initialisation failed\n");
+        config_free(cfg);
+        return 1;
+    }
+    if (c->mode == MODE_PROBE) {
+        status = run_probe(cfg, c->run.pools_dir, c->run.scripts_dir, c->paths[0], c->paths[1]);
+        config_free(cfg);
+    } else {
+        status = run_engine(&c->run, cfg); /* owns cfg from here (reload swaps it) */
+    }
+    http_global_cleanup();
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     cli c;
     if (parse_cli(argc, argv, &c) != 0) {
-        print_usage(stderr);
+        fputs("try 'm2p-engine --help'\n", stderr);
         return EXIT_USAGE;
     }
-    script_options opts;
-    script_options_defaults(&opts);
-    opts.pools_dir = c.pools_dir;
-    opts.scripts_dir = c.scripts_dir;
     switch (c.mode) {
+    case MODE_HELP:
+        print_usage(stdout);
+        return 0;
     case MODE_VERSION:
         printf("m2p-engine %s\n", M2P_VERSION);
         return 0;
-    case MODE_CHECK:
-        log_configure(LOG_INFO, LOG_FORMAT_TEXT, stderr);
-        return run_check(&opts);
-    case MODE_SCRIPT_TEST: {
-        /* Script logs go to stderr so the verdict lines stay readable on stdout. */
-        log_configure(LOG_WARNING, LOG_FORMAT_TEXT, stderr);
-        static const char *const default_paths[] = {"tests/fixtures"};
-        if (c.n_paths == 0)
-            return scripttest_run(&opts, default_paths, 1, stdout);
-        return scripttest_run(&opts, c.paths, c.n_paths, stdout);
-    }
-    case MODE_HELP:
+    case MODE_SCRIPT_TEST:
+        return run_script_test(&c);
     default:
-        print_usage(stdout);
-        return 0;
+        return run_configured(&c);
     }
 }

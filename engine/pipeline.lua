@@ -303,6 +303,12 @@ local function context(pool, account)
   return ctx
 end
 
+-- convert.to_advc for one amount in the pool's currency (used by --probe).
+function pipeline.to_advc(index, amount)
+  local pool = pools[index]
+  return context(pool, { player_id = 0, wallet = "" }).to_advc(amount)
+end
+
 -- One poll: returns observation JSON, the new account state JSON and the awards. Any error
 -- raised here fails the poll and leaves the account's state as it was.
 function pipeline.poll(index, account, response)

@@ -618,6 +618,36 @@ int script_poll(script_runtime *rt, int pool, const script_account *account,
     return 0;
 }
 
+struct convert_call {
+    int pool;
+    double amount, advc;
+};
+
+static int convert_entry(lua_State *L)
+{
+    struct convert_call *c = lua_touserdata(L, 1);
+    push_pipeline_function(L, "to_advc");
+    lua_pushinteger(L, c->pool + 1);
+    lua_pushnumber(L, c->amount);
+    lua_call(L, 2, 1);
+    c->advc = lua_tonumber(L, -1);
+    return 0;
+}
+
+int script_to_advc(script_runtime *rt, int pool, double amount, double *advc, char *err,
+                   size_t errlen)
+{
+    if (pool < 0 || (size_t)pool >= rt->n_pools) {
+        snprintf(err, errlen, "no such pool");
+        return -1;
+    }
+    struct convert_call call = {pool, amount, 0};
+    if (run_protected(rt, convert_entry, &call, err, errlen) != 0)
+        return -1;
+    *advc = call.advc;
+    return 0;
+}
+
 void poll_outcome_clear(poll_outcome *out)
 {
     for (size_t i = 0; i < out->n_awards; i++) {

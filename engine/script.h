@@ -111,6 +111,10 @@ int script_poll(script_runtime *rt, int pool, const script_account *account,
                 const script_response *response, poll_outcome *out);
 void poll_outcome_clear(poll_outcome *out);
 
+/* convert.to_advc(amount, pool currency): 0, or -1 with the script's error. */
+int script_to_advc(script_runtime *rt, int pool, double amount, double *advc, char *err,
+                   size_t errlen);
+
 /* Lua memory in use, bytes (for metrics and tests). */
 size_t script_memory_used(const script_runtime *rt);
 

@@ -38,7 +38,7 @@ local function mode_of(obs)
 end
 
 -- Payouts by tx id: award every id not seen before; remember the most recent SEEN_LIMIT.
-local function decide_payouts(prev, current, acc, ctx, awards, baseline)
+local function decide_payouts(prev, current, acc, ctx, awards, baseline, first)
   local seen, order = {}, {}
   for _, tx in ipairs(prev and prev.seen or {}) do
     seen[tx] = true
@@ -49,7 +49,7 @@ local function decide_payouts(prev, current, acc, ctx, awards, baseline)
       seen[p.tx] = true
       order[#order + 1] = p.tx
       local advc = ctx.to_advc(p.amount)
-      if (not baseline or REWARD_HISTORY) and advc > 0 then
+      if (not baseline or (REWARD_HISTORY and first)) and advc > 0 then
         awards[#awards + 1] = award(advc, "tx:" .. p.tx, "payout " .. p.tx)
       end
     end
@@ -60,11 +60,11 @@ end
 
 -- Cumulative paid: award the increase since the last accounted level. Increases below
 -- MIN_PAYOUT_DELTA are not lost: the accounted level stays put until they add up.
-local function decide_paid(prev, current, acc, ctx, awards, baseline)
+local function decide_paid(prev, current, acc, ctx, awards, baseline, first)
   local base = not baseline and prev and prev.paid
   if not base then
     acc.paid = current.paid
-    if REWARD_HISTORY and current.paid > 0 then
+    if REWARD_HISTORY and first and current.paid > 0 then
       awards[#awards + 1] = award(ctx.to_advc(current.paid),
         string.format("paid:%d:%.8f", acc.epoch, current.paid), "paid before first observation")
     end
@@ -74,7 +74,8 @@ local function decide_paid(prev, current, acc, ctx, awards, baseline)
     acc.paid = current.paid
     acc.epoch = acc.epoch + 1
   else
-    local advc = ctx.to_advc(current.paid - base)
+    -- Rounded before the comparison: 10.5001 - 10.5 is 0.00009999999999976 in binary.
+    local advc = m2p.round8(ctx.to_advc(current.paid - base))
     if advc > 0 and advc >= MIN_PAYOUT_DELTA then
       awards[#awards + 1] = award(advc, string.format("paid:%d:%.8f", acc.epoch, current.paid),
         string.format("paid %.8f -> %.8f", base, current.paid))
@@ -86,15 +87,18 @@ local function decide_paid(prev, current, acc, ctx, awards, baseline)
 end
 
 -- paid24h fallback: increases are payouts; decreases are old payouts leaving the window.
+-- An increase below MIN_PAYOUT_DELTA keeps the old level so that small steps add up.
 local function decide_paid24h(prev, current, acc, ctx, awards, baseline)
   local base = not baseline and prev and prev.paid24h
   acc.paid24h = current.paid24h
   if base and current.paid24h > base then
-    local advc = ctx.to_advc(current.paid24h - base)
-    if advc >= MIN_PAYOUT_DELTA then
+    local advc = m2p.round8(ctx.to_advc(current.paid24h - base))
+    if advc > 0 and advc >= MIN_PAYOUT_DELTA then
       acc.count = acc.count + 1
       awards[#awards + 1] = award(advc, string.format("paid24h:%d", acc.count),
         string.format("paid24h %.8f -> %.8f", base, current.paid24h))
+    else
+      acc.paid24h = base
     end
   end
 end
@@ -113,7 +117,7 @@ function rewards.decide(previous, current, ctx)
   end
   local acc = { mode = mode, epoch = prev and prev.epoch or 0, count = prev and prev.count or 0 }
   local awards = {}
-  deciders[mode](prev, current, acc, ctx, awards, baseline)
+  deciders[mode](prev, current, acc, ctx, awards, baseline, prev == nil)
   current.accounted = acc
   if #awards == 0 then return nil end
   return awards

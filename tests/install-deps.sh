@@ -7,13 +7,17 @@ packages=(
   build-essential cmake pkg-config
   libluajit-5.1-dev luajit libcurl4-openssl-dev libpq-dev libcjson-dev libev-dev
   libmicrohttpd-dev lua-busted
-  postgresql wrk nodejs npm curl
+  postgresql wrk curl
 )
 
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js may come from another package set whose nodejs bundles npm (and conflicts with
+# Debian's npm package): ask for the commands, not for package names.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "install-deps: installing ${missing[*]}" >&2

@@ -1,0 +1,595 @@
+/* Asynchronous HTTP GET client (see http.h): libcurl's multi-socket API driven by libev.
+ *
+ * Wiring: libcurl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION -> one ev_io per
+ * socket) and when it next needs a timeout (CURLMOPT_TIMERFUNCTION -> one ev_timer per
+ * client). When a watcher fires we hand the event back with curl_multi_socket_action() and
+ * then collect finished transfers with curl_multi_info_read(). Each request is one easy
+ * handle (an http_transfer) that buffers the body and the final response's headers.
+ */
+#include "http.h"
+
+#include <ctype.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+#include <ev.h>
+
+#ifndef M2P_VERSION
+#define M2P_VERSION "0.0.0-dev"
+#endif
+
+/* Upper bound on headers kept per response: bounds memory for a hostile server. */
+#define HTTP_MAX_HEADERS 256
+
+typedef struct http_transfer http_transfer;
+
+struct http_client {
+    struct ev_loop *loop;
+    CURLM *multi;
+    ev_timer timer;             /* the single timeout libcurl asks for */
+    http_options opts;          /* opts.user_agent points at user_agent below */
+    char *user_agent;
+    http_transfer *transfers;   /* in-flight requests, doubly linked */
+    size_t in_flight;
+    int dispatching;            /* > 0 while completion callbacks run */
+    int free_requested;         /* http_client_free() was called from a callback */
+    int closing;                /* being destroyed: new requests are refused */
+};
+
+/* One socket libcurl wants watched; attached to the socket with curl_multi_assign(). */
+typedef struct http_socket {
+    ev_io io;                   /* first member: the watcher pointer is the struct pointer */
+    http_client *c;
+} http_socket;
+
+struct http_transfer {
+    http_client *c;
+    CURL *easy;
+    struct curl_slist *req_headers;
+    http_done_fn done;
+    void *user;
+    ev_tstamp started;
+    char *body;
+    size_t body_len, body_cap;
+    char **names;               /* names[i] = "name\0value": one allocation per header */
+    char **values;              /* values[i] points into names[i] */
+    size_t n_headers, headers_cap;
+    int body_too_large, too_many_headers;
+    char curl_error[CURL_ERROR_SIZE];
+    char error[64];
+    http_transfer *prev, *next;
+};
+
+/* ---- global init ----------------------------------------------------------------------- */
+
+static pthread_once_t g_init_once = PTHREAD_ONCE_INIT;
+static CURLcode g_init_rc = CURLE_FAILED_INIT;
+static int g_init_done;
+
+static void global_init_once(void)
+{
+    g_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+    g_init_done = 1;
+}
+
+int http_global_init(void)
+{
+    /* pthread_once: clients may be created lazily from several loop threads. */
+    pthread_once(&g_init_once, global_init_once);
+    return g_init_rc == CURLE_OK ? 0 : -1;
+}
+
+void http_global_cleanup(void)
+{
+    if (g_init_done && g_init_rc == CURLE_OK) {
+        curl_global_cleanup();
+        g_init_rc = CURLE_FAILED_INIT;  /* never re-initialised: pthread_once already ran */
+    }
+}
+
+void http_options_defaults(http_options *o)
+{
+    *o = (http_options){
+        .timeout_ms = HTTP_DEFAULT_TIMEOUT_MS,
+        .connect_timeout_ms = HTTP_DEFAULT_CONNECT_TIMEOUT_MS,
+        .max_body_bytes = HTTP_DEFAULT_MAX_BODY_BYTES,
+        .max_redirects = HTTP_DEFAULT_MAX_REDIRECTS,
+        .user_agent = "m2p-engine/" M2P_VERSION,
+    };
+}
+
+/* ---- response buffering (libcurl write/header callbacks) ------------------------------- */
+
+static int body_reserve(http_transfer *t, size_t need)
+{
+    if (need <= t->body_cap)
+        return 0;
+    size_t cap = t->body_cap ? t->body_cap : 4096;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    char *p = realloc(t->body, cap);
+    if (!p)
+        return -1;
+    t->body = p;
+    t->body_cap = cap;
+    return 0;
+}
+
+/* Enforces the body cap here rather than via CURLOPT_MAXFILESIZE: the cap is on decoded
+ * bytes (a small gzip can inflate enormously) and must hold without a Content-Length. */
+static size_t on_body(char *data, size_t size, size_t n, void *userp)
+{
+    http_transfer *t = userp;
+    size_t len = size * n;
+    if (len > t->c->opts.max_body_bytes - t->body_len) {
+        t->body_too_large = 1;
+        return 0;  /* != len: libcurl aborts the transfer with CURLE_WRITE_ERROR */
+    }
+    if (body_reserve(t, t->body_len + len + 1) != 0)
+        return 0;
+    memcpy(t->body + t->body_len, data, len);
+    t->body_len += len;
+    t->body[t->body_len] = '\0';
+    return len;
+}
+
+/* Forgets the headers and body received so far (a new response is starting). */
+static void response_reset(http_transfer *t)
+{
+    for (size_t i = 0; i < t->n_headers; i++)
+        free(t->names[i]);
+    t->n_headers = 0;
+    t->body_len = 0;
+}
+
+static int headers_reserve(http_transfer *t)
+{
+    if (t->n_headers < t->headers_cap)
+        return 0;
+    size_t cap = t->headers_cap ? t->headers_cap * 2 : 16;
+    char **names = realloc(t->names, cap * sizeof *names);
+    if (!names)
+        return -1;
+    t->names = names;
+    char **values = realloc(t->values, cap * sizeof *values);
+    if (!values)
+        return -1;
+    t->values = values;
+    t->headers_cap = cap;
+    return 0;
+}
+
+static void trim(const char **s, size_t *len)
+{
+    while (*len > 0 && isspace((unsigned char)**s)) {
+        (*s)++;
+        (*len)--;
+    }
+    while (*len > 0 && isspace((unsigned char)(*s)[*len - 1]))
+        (*len)--;
+}
+
+/* Stores one "Name: value" line. Returns -1 to abort the transfer. */
+static int headers_add(http_transfer *t, const char *line, size_t len)
+{
+    const char *colon = memchr(line, ':', len);
+    /* No colon: the blank end-of-headers line. Leading blank: obsolete line folding
+     * (RFC 9112 5.2), ignored rather than glued onto the previous value. */
+    if (!colon || colon == line || isspace((unsigned char)line[0]))
+        return 0;
+    if (t->n_headers == HTTP_MAX_HEADERS) {
+        t->too_many_headers = 1;
+        return -1;
+    }
+    size_t name_len = (size_t)(colon - line);
+    const char *value = colon + 1;
+    size_t value_len = len - name_len - 1;
+    trim(&value, &value_len);
+    char *entry = malloc(name_len + value_len + 2);
+    if (!entry || headers_reserve(t) != 0) {
+        free(entry);
+        return -1;
+    }
+    for (size_t i = 0; i < name_len; i++)
+        entry[i] = (char)tolower((unsigned char)line[i]);
+    entry[name_len] = '\0';
+    memcpy(entry + name_len + 1, value, value_len);
+    entry[name_len + 1 + value_len] = '\0';
+    t->names[t->n_headers] = entry;
+    t->values[t->n_headers++] = entry + name_len + 1;
+    return 0;
+}
+
+/* libcurl passes every header line of every response it reads, including redirects,
+ * 1xx interim responses and proxy CONNECT replies; each starts with a status line, so a
+ * status line means "start over" and only the final response's headers survive. */
+static size_t on_header(char *line, size_t size, size_t n, void *userp)
+{
+    http_transfer *t = userp;
+    size_t len = size * n;
+    if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
+        response_reset(t);
+        return len;
+    }
+    return headers_add(t, line, len) == 0 ? len : 0;
+}
+
+/* ---- transfer lifecycle ---------------------------------------------------------------- */
+
+static void transfer_free(http_transfer *t)
+{
+    if (!t)
+        return;
+    response_reset(t);
+    free(t->names);
+    free(t->values);
+    free(t->body);
+    curl_slist_free_all(t->req_headers);
+    if (t->easy)
+        curl_easy_cleanup(t->easy);
+    free(t);
+}
+
+static void transfer_link(http_client *c, http_transfer *t)
+{
+    t->next = c->transfers;
+    if (c->transfers)
+        c->transfers->prev = t;
+    c->transfers = t;
+    c->in_flight++;
+}
+
+static void transfer_unlink(http_client *c, http_transfer *t)
+{
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        c->transfers = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    c->in_flight--;
+}
+
+/* Rejects CR/LF so a caller-supplied value cannot inject extra header lines. */
+static int header_line_valid(const char *h)
+{
+    const char *colon = h ? strchr(h, ':') : NULL;
+    return colon && colon != h && !strpbrk(h, "\r\n");
+}
+
+static int build_request_headers(http_transfer *t, const http_request *req)
+{
+    for (size_t i = 0; i < req->n_headers; i++) {
+        if (!header_line_valid(req->headers[i]))
+            return -1;
+        struct curl_slist *l = curl_slist_append(t->req_headers, req->headers[i]);
+        if (!l)
+            return -1;
+        t->req_headers = l;
+    }
+    return 0;
+}
+
+#define SETOPT(opt, val)                                          \
+    do {                                                          \
+        if (curl_easy_setopt(e, (opt), (val)) != CURLE_OK)        \
+            return -1;                                            \
+    } while (0)
+
+static int configure_policy(CURL *e, const http_options *o)
+{
+    SETOPT(CURLOPT_NOSIGNAL, 1L);  /* timeouts must not use SIGALRM in a multi-threaded host */
+    SETOPT(CURLOPT_TIMEOUT_MS, o->timeout_ms);
+    SETOPT(CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
+    SETOPT(CURLOPT_FOLLOWLOCATION, o->max_redirects > 0 ? 1L : 0L);
+    SETOPT(CURLOPT_MAXREDIRS, o->max_redirects);
+#if LIBCURL_VERSION_NUM >= 0x075500  /* 7.85: the *_STR forms replace deprecated bitmasks */
+    SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
+    SETOPT(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+#else
+    SETOPT(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+    SETOPT(CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+    SETOPT(CURLOPT_ACCEPT_ENCODING, "");  /* "" = every encoding this libcurl can decode */
+    SETOPT(CURLOPT_USERAGENT, o->user_agent);
+    SETOPT(CURLOPT_SSL_VERIFYPEER, 1L);
+    SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
+    SETOPT(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    return 0;
+}
+
+static int configure_transfer(http_transfer *t, const http_request *req)
+{
+    CURL *e = t->easy;
+    SETOPT(CURLOPT_URL, req->url);
+    SETOPT(CURLOPT_PRIVATE, (void *)t);
+    SETOPT(CURLOPT_ERRORBUFFER, t->curl_error);
+    SETOPT(CURLOPT_WRITEFUNCTION, on_body);
+    SETOPT(CURLOPT_WRITEDATA, (void *)t);
+    SETOPT(CURLOPT_HEADERFUNCTION, on_header);
+    SETOPT(CURLOPT_HEADERDATA, (void *)t);
+    if (t->req_headers)
+        SETOPT(CURLOPT_HTTPHEADER, t->req_headers);
+    /* "" rather than leaving it unset: libcurl would otherwise pick up http_proxy & co.
+     * from the environment, and egress must be exactly what the pool config says. */
+    SETOPT(CURLOPT_PROXY, req->proxy ? req->proxy : "");
+    if (req->interface)
+        SETOPT(CURLOPT_INTERFACE, req->interface);
+    /* For https, wait for a connection being set up to the same host to reveal (via ALPN)
+     * whether it multiplexes, instead of opening one connection per request of a burst.
+     * Not for http://: HTTP/2 is only negotiated over TLS, and libcurl would learn "no
+     * multiplexing" only from the first full response, serialising the burst behind it. */
+    if (strncasecmp(req->url, "https://", 8) == 0)
+        SETOPT(CURLOPT_PIPEWAIT, 1L);
+    return configure_policy(e, &t->c->opts);
+}
+
+#undef SETOPT
+
+static http_transfer *transfer_new(http_client *c, const http_request *req, http_done_fn done,
+                                   void *user)
+{
+    http_transfer *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->c = c;
+    t->done = done;
+    t->user = user;
+    t->started = ev_time();
+    t->easy = curl_easy_init();
+    if (!t->easy || build_request_headers(t, req) != 0 || configure_transfer(t, req) != 0) {
+        transfer_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+/* Tells a connect-phase timeout from an overall one, for a more useful message. */
+static int timed_out_connecting(http_transfer *t)
+{
+    const http_options *o = &t->c->opts;
+    curl_off_t connect_us = 0;
+    curl_easy_getinfo(t->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
+    return connect_us == 0 && o->connect_timeout_ms > 0 &&
+           (o->timeout_ms <= 0 || o->connect_timeout_ms < o->timeout_ms);
+}
+
+static const char *describe_failure(http_transfer *t, CURLcode rc, int *timed_out)
+{
+    if (t->body_too_large)
+        return "response body too large";
+    if (t->too_many_headers)
+        return "too many response headers";
+    if (rc == CURLE_OPERATION_TIMEDOUT) {
+        int connecting = timed_out_connecting(t);
+        *timed_out = 1;
+        snprintf(t->error, sizeof t->error, "%s after %ld ms",
+                 connecting ? "connect timeout" : "timeout",
+                 connecting ? t->c->opts.connect_timeout_ms : t->c->opts.timeout_ms);
+        return t->error;
+    }
+    return t->curl_error[0] ? t->curl_error : curl_easy_strerror(rc);
+}
+
+/* Failures report no body or headers: partial data must not be mistaken for a reply. */
+static void response_fill(http_transfer *t, CURLcode rc, int cancelled, http_response *r)
+{
+    memset(r, 0, sizeof *r);
+    r->body = "";
+    r->total_ms = (ev_time() - t->started) * 1000.0;
+    if (cancelled) {
+        r->error = "cancelled";
+    } else if (rc != CURLE_OK) {
+        r->error = describe_failure(t, rc, &r->timed_out);
+    } else {
+        r->ok = 1;
+        curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &r->status);
+        r->body = t->body ? t->body : "";
+        r->body_len = t->body_len;
+        r->header_names = (const char *const *)t->names;
+        r->header_values = (const char *const *)t->values;
+        r->n_headers = t->n_headers;
+    }
+}
+
+/* Detaches the transfer before the callback so the connection is already back in the
+ * cache (reusable by a request the callback starts) and in_flight is accurate. */
+static void transfer_finish(http_transfer *t, CURLcode rc, int cancelled)
+{
+    http_client *c = t->c;
+    http_response r;
+    response_fill(t, rc, cancelled, &r);
+    transfer_unlink(c, t);
+    curl_multi_remove_handle(c->multi, t->easy);
+    t->done(t->user, &r);
+    transfer_free(t);
+}
+
+/* ---- client teardown ------------------------------------------------------------------- */
+
+static void client_destroy(http_client *c)
+{
+    c->closing = 1;
+    while (c->transfers)
+        transfer_finish(c->transfers, CURLE_OK, 1);
+    if (c->multi)
+        curl_multi_cleanup(c->multi);  /* closes cached connections */
+    ev_timer_stop(c->loop, &c->timer);
+    free(c->user_agent);
+    free(c);
+}
+
+void http_client_free(http_client *c)
+{
+    if (!c || c->closing || c->free_requested)
+        return;
+    if (c->dispatching) {
+        /* Called from a completion callback: libcurl and our dispatch loop are still using
+         * the client, so dispatch_completed() destroys it once the callback returns. */
+        c->free_requested = 1;
+        return;
+    }
+    client_destroy(c);
+}
+
+/* ---- event loop glue ------------------------------------------------------------------- */
+
+static void dispatch_completed(http_client *c)
+{
+    CURLMsg *msg;
+    int left;
+    c->dispatching++;
+    while (!c->free_requested && (msg = curl_multi_info_read(c->multi, &left))) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        /* msg is invalidated by curl_multi_remove_handle(): copy what we need first. */
+        CURLcode rc = msg->data.result;
+        char *priv = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
+        transfer_finish((http_transfer *)(void *)priv, rc, 0);
+    }
+    c->dispatching--;
+    if (c->dispatching == 0 && c->free_requested)
+        client_destroy(c);
+}
+
+static void on_socket_ready(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    http_socket *s = (http_socket *)w;
+    http_client *c = s->c;  /* s may be freed inside curl_multi_socket_action() */
+    int action = (revents & EV_READ ? CURL_CSELECT_IN : 0) |
+                 (revents & EV_WRITE ? CURL_CSELECT_OUT : 0) |
+                 (revents & EV_ERROR ? CURL_CSELECT_ERR : 0);
+    int running;
+    curl_multi_socket_action(c->multi, w->fd, action, &running);
+    dispatch_completed(c);
+}
+
+static void on_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    http_client *c = w->data;
+    int running;
+    curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    dispatch_completed(c);
+}
+
+/* CURLMOPT_SOCKETFUNCTION: start, change or stop watching one socket. */
+static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    (void)easy;
+    http_client *c = userp;
+    http_socket *s = socketp;
+    if (what == CURL_POLL_REMOVE) {
+        if (s) {
+            ev_io_stop(c->loop, &s->io);
+            free(s);
+        }
+        return 0;
+    }
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        if (!s || curl_multi_assign(c->multi, fd, s) != CURLM_OK) {
+            free(s);
+            return -1;  /* libcurl fails the transfers using this socket */
+        }
+        s->c = c;
+        ev_init(&s->io, on_socket_ready);
+    }
+    int events = (what & CURL_POLL_IN ? EV_READ : 0) | (what & CURL_POLL_OUT ? EV_WRITE : 0);
+    ev_io_stop(c->loop, &s->io);  /* ev_io_set() is only allowed on a stopped watcher */
+    ev_io_set(&s->io, fd, events);
+    if (events)
+        ev_io_start(c->loop, &s->io);
+    return 0;
+}
+
+/* CURLMOPT_TIMERFUNCTION. A 0 ms timeout is also scheduled through the loop instead of
+ * calling curl_multi_socket_action() here: libcurl must not be re-entered from its own
+ * callbacks, and http_get() promises not to complete synchronously. */
+static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    (void)multi;
+    http_client *c = userp;
+    ev_timer_stop(c->loop, &c->timer);
+    if (timeout_ms >= 0) {
+        ev_timer_set(&c->timer, (double)timeout_ms / 1000.0, 0.0);
+        ev_timer_start(c->loop, &c->timer);
+    }
+    return 0;
+}
+
+/* ---- public API ------------------------------------------------------------------------ */
+
+static int configure_multi(http_client *c)
+{
+    CURLM *m = c->multi;
+    const http_options *o = &c->opts;
+    int bad = 0;
+    bad |= curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, on_curl_socket) != CURLM_OK;
+    bad |= curl_multi_setopt(m, CURLMOPT_SOCKETDATA, (void *)c) != CURLM_OK;
+    bad |= curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, on_curl_timer) != CURLM_OK;
+    bad |= curl_multi_setopt(m, CURLMOPT_TIMERDATA, (void *)c) != CURLM_OK;
+    bad |= curl_multi_setopt(m, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX) != CURLM_OK;
+    if (o->max_host_connections > 0)
+        bad |= curl_multi_setopt(m, CURLMOPT_MAX_HOST_CONNECTIONS,
+                                 o->max_host_connections) != CURLM_OK;
+    if (o->max_total_connections > 0)
+        bad |= curl_multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+                                 o->max_total_connections) != CURLM_OK;
+    return bad ? -1 : 0;
+}
+
+http_client *http_client_new(struct ev_loop *loop, const http_options *opts)
+{
+    if (!loop || http_global_init() != 0)
+        return NULL;
+    http_client *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->loop = loop;
+    ev_timer_init(&c->timer, on_timeout, 0.0, 0.0);
+    c->timer.data = c;
+    if (opts)
+        c->opts = *opts;
+    else
+        http_options_defaults(&c->opts);
+    if (!c->opts.user_agent)
+        c->opts.user_agent = "m2p-engine/" M2P_VERSION;
+    c->user_agent = strdup(c->opts.user_agent);
+    c->opts.user_agent = c->user_agent;
+    c->multi = curl_multi_init();
+    if (!c->user_agent || !c->multi || configure_multi(c) != 0) {
+        client_destroy(c);
+        return NULL;
+    }
+    return c;
+}
+
+int http_get(http_client *c, const http_request *req, http_done_fn done, void *user)
+{
+    if (!c || !req || !req->url || !done || (req->n_headers && !req->headers) || c->closing ||
+        c->free_requested)
+        return -1;
+    http_transfer *t = transfer_new(c, req, done, user);
+    if (!t)
+        return -1;
+    if (curl_multi_add_handle(c->multi, t->easy) != CURLM_OK) {
+        transfer_free(t);
+        return -1;
+    }
+    transfer_link(c, t);
+    return 0;
+}
+
+size_t http_in_flight(const http_client *c)
+{
+    return c ? c->in_flight : 0;
+}

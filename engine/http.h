@@ -1,0 +1,94 @@
+/* Asynchronous HTTP GET client: libcurl's multi-socket API driven by a libev loop.
+ *
+ * This is the only part of the engine that talks to libcurl. A client owns one curl multi
+ * handle, so every request made through it shares the connection cache (keep-alive, HTTP/2
+ * multiplexing where the server offers it), the DNS cache and the TLS session cache.
+ *
+ * Threading: a client belongs to the thread running its loop; every function below (and
+ * every completion callback) runs on that thread. Nothing here blocks: DNS resolution uses
+ * libcurl's threaded resolver and all socket I/O is driven by ev_io / ev_timer watchers.
+ *
+ * Fixed policy for every request: TLS peer and host verification on, only http:// and
+ * https:// (also for redirect targets), any content encoding libcurl can decode is
+ * accepted and decoded, signals are never used (CURLOPT_NOSIGNAL).
+ */
+#ifndef M2P_HTTP_H
+#define M2P_HTTP_H
+
+#include <stddef.h>
+
+struct ev_loop;
+
+typedef struct http_client http_client;
+
+#define HTTP_DEFAULT_TIMEOUT_MS 10000L        /* POOL_REQUEST_TIMEOUT */
+#define HTTP_DEFAULT_CONNECT_TIMEOUT_MS 5000L
+#define HTTP_DEFAULT_MAX_BODY_BYTES ((size_t)1 << 20)
+#define HTTP_DEFAULT_MAX_REDIRECTS 3L
+
+/* Start from http_options_defaults() and override fields: a zeroed struct means "no
+ * timeouts, no body allowed". */
+
+typedef struct http_options {
+    long timeout_ms;              /* whole request incl. redirects; default 10000 */
+    long connect_timeout_ms;      /* TCP + TLS handshake; default 5000 */
+    size_t max_body_bytes;        /* decoded body cap; default 1 MiB; larger -> error */
+    long max_redirects;           /* default 3; 0 = do not follow redirects at all */
+    const char *user_agent;       /* default "m2p-engine/<M2P_VERSION>"; copied */
+    long max_host_connections;    /* 0 = libcurl default (unlimited) */
+    long max_total_connections;   /* 0 = libcurl default (unlimited) */
+} http_options;
+
+typedef struct http_request {
+    const char *url;
+    const char *const *headers;   /* "Name: value" lines, no CR/LF; copied */
+    size_t n_headers;
+    const char *proxy;            /* e.g. "http://10.0.0.1:3128", "socks5h://h:1080";
+                                     NULL = direct (http_proxy & co. env vars are ignored) */
+    const char *interface;        /* source interface/address for CURLOPT_INTERFACE
+                                     ("eth1", "if!eth1", "host!10.0.0.2"); NULL = any */
+} http_request;
+
+typedef struct http_response {
+    int ok;                       /* 1 = got an HTTP response (any status); 0 = failure */
+    long status;                  /* HTTP status of the final response when ok */
+    const char *error;            /* when !ok: "timeout after 10000 ms", "cancelled",
+                                     "response body too large", or libcurl's message */
+    int timed_out;                /* 1 when the failure was a timeout */
+    const char *body;             /* decoded body, NUL-terminated (never NULL) */
+    size_t body_len;
+    const char *const *header_names;  /* lower-cased, final response only */
+    const char *const *header_values; /* surrounding whitespace trimmed */
+    size_t n_headers;
+    double total_ms;              /* wall time from http_get() to completion */
+} http_response;
+
+/* Called exactly once per started request. `response` and everything it points to are
+ * valid only during the call. The callback may call http_get() and http_client_free(). */
+typedef void (*http_done_fn)(void *user, const http_response *response);
+
+/* libcurl global initialisation. main() should call it once at start-up, before any other
+ * thread exists; http_client_new() also calls it (idempotent) so tests need not.
+ * Returns 0 on success, -1 on failure. */
+int http_global_init(void);
+/* Releases libcurl's global state; call once at exit after every client is freed. */
+void http_global_cleanup(void);
+
+void http_options_defaults(http_options *o);
+
+/* `opts` may be NULL for defaults. Returns NULL on allocation/libcurl failure. */
+http_client *http_client_new(struct ev_loop *loop, const http_options *opts);
+
+/* Starts a GET. Returns 0 when started (done will be called later, never from inside this
+ * call) or -1 when it could not start (done is not called): bad arguments, a header
+ * containing CR/LF or no colon, allocation failure, or the client is being freed. */
+int http_get(http_client *c, const http_request *req, http_done_fn done, void *user);
+
+/* Requests started and not yet completed. */
+size_t http_in_flight(const http_client *c);
+
+/* Aborts every in-flight request (its callback runs with ok=0, error="cancelled"), closes
+ * all connections and frees the client. NULL is a no-op. */
+void http_client_free(http_client *c);
+
+#endif

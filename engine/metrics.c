@@ -1,0 +1,82 @@
+/* Polling counters and the polling_cycle_complete event. */
+#include "metrics.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+void metrics_init(metrics *m) { memset(m, 0, sizeof *m); }
+
+void metrics_free(metrics *m)
+{
+    for (size_t i = 0; i < m->n_pools; i++)
+        free(m->pools[i].name);
+    free(m->pools);
+    memset(m, 0, sizeof *m);
+}
+
+pool_metrics *metrics_pool(metrics *m, const char *name)
+{
+    for (size_t i = 0; i < m->n_pools; i++)
+        if (strcmp(m->pools[i].name, name) == 0)
+            return &m->pools[i];
+    /* Pools are few and added rarely (start, reload); a fixed capacity keeps pointers stable. */
+    if (!m->pools)
+        m->pools = calloc(256, sizeof *m->pools);
+    if (m->n_pools == 256)
+        return &m->pools[255];
+    pool_metrics *p = &m->pools[m->n_pools++];
+    p->name = strdup(name);
+    return p;
+}
+
+void metrics_record_poll(metrics *m, pool_metrics *pool, bool success, double response_ms)
+{
+    m->polls_total++;
+    pool->requests++;
+    if (success) {
+        m->polls_successful++;
+        pool->successes++;
+    } else {
+        m->cycle_failures++;
+        pool->failures++;
+    }
+    if (response_ms >= 0) {
+        pool->response_ms_total += response_ms;
+        pool->timed_responses++;
+    }
+}
+
+cJSON *metrics_to_json(const metrics *m)
+{
+    cJSON *out = cJSON_CreateObject();
+    cJSON_AddNumberToObject(out, "polls_total", (double)m->polls_total);
+    cJSON_AddNumberToObject(out, "polls_successful", (double)m->polls_successful);
+    cJSON_AddNumberToObject(out, "rewards_detected", (double)m->rewards_detected);
+    cJSON *pools = cJSON_AddObjectToObject(out, "pools");
+    for (size_t i = 0; i < m->n_pools; i++) {
+        const pool_metrics *p = &m->pools[i];
+        cJSON *o = cJSON_AddObjectToObject(pools, p->name);
+        cJSON_AddNumberToObject(o, "requests", (double)p->requests);
+        cJSON_AddNumberToObject(o, "successes", (double)p->successes);
+        cJSON_AddNumberToObject(o, "failures", (double)p->failures);
+        cJSON_AddNumberToObject(o, "success_rate",
+                                p->requests ? (double)p->successes / (double)p->requests : 0);
+        cJSON_AddNumberToObject(o, "avg_response_time_ms",
+                                p->timed_responses
+                                    ? p->response_ms_total / (double)p->timed_responses
+                                    : 0);
+    }
+    return out;
+}
+
+void metrics_log_cycle(metrics *m, size_t player_count)
+{
+    cJSON *fields = cJSON_CreateObject();
+    cJSON_AddNumberToObject(fields, "player_count", (double)player_count);
+    cJSON_AddNumberToObject(fields, "failures", (double)m->cycle_failures);
+    cJSON_AddItemToObject(fields, "metrics", metrics_to_json(m));
+    log_emit(LOG_INFO, "polling_cycle_complete", fields);
+    m->cycle_failures = 0;
+}

@@ -1,0 +1,131 @@
+/* --probe: the live path of one poll (script request -> HTTP -> parse -> convert -> decide),
+ * printed for a person instead of stored. The second, identical poll shows what the rules
+ * would award from this observation as a baseline: normally nothing. */
+#include "probe.h"
+
+#include <ev.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "http.h"
+#include "log.h"
+#include "script.h"
+#include "settings.h"
+
+typedef struct probe {
+    script_runtime *rt;
+    int pool;
+    const char *wallet;
+    int status; /* exit status */
+} probe;
+
+static void print_conversion(probe *pr, const char *observation_json)
+{
+    cJSON *obs = cJSON_Parse(observation_json);
+    const script_pool *sp = script_pool_at(pr->rt, (size_t)pr->pool);
+    static const char *const fields[] = {"paid", "paid24h", "balance", "unpaid", "immature"};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(obs, fields[i]);
+        double advc;
+        char err[512];
+        if (!cJSON_IsNumber(v))
+            continue;
+        if (script_to_advc(pr->rt, pr->pool, v->valuedouble, &advc, err, sizeof err) == 0)
+            printf("  %-9s %.8f %s = %.8f ADVC\n", fields[i], v->valuedouble, sp->currency, advc);
+        else
+            printf("  %-9s %.8f %s: conversion failed: %s\n", fields[i], v->valuedouble,
+                   sp->currency, err);
+    }
+    cJSON_Delete(obs);
+}
+
+static void print_second_poll(probe *pr, const script_response *sr, const char *state)
+{
+    script_account account = {0, "probe", pr->wallet, state};
+    poll_outcome again;
+    if (script_poll(pr->rt, pr->pool, &account, sr, &again) != 0) {
+        printf("second identical poll: failed: %s\n", again.error);
+    } else if (again.n_awards == 0) {
+        printf("second identical poll: no award (the first observation is the baseline)\n");
+    } else {
+        for (size_t i = 0; i < again.n_awards; i++)
+            printf("second identical poll: award %.8f ADVC, %.8f AP (%s)\n",
+                   again.awards[i].advc, again.awards[i].ap, again.awards[i].key);
+    }
+    poll_outcome_clear(&again);
+}
+
+static void on_response(void *user, const http_response *r)
+{
+    probe *pr = user;
+    if (!r->ok) {
+        printf("request failed after %.0f ms: %s\n", r->total_ms, r->error);
+        return;
+    }
+    printf("status: %ld in %.0f ms, %zu bytes\n", r->status, r->total_ms, r->body_len);
+    script_response sr = {r->status, r->header_names, r->header_values, r->n_headers, r->body,
+                          r->body_len};
+    script_account account = {0, "probe", pr->wallet, NULL};
+    poll_outcome out;
+    if (script_poll(pr->rt, pr->pool, &account, &sr, &out) != 0) {
+        printf("no observation: %s\n", out.error);
+        printf("body: %.*s\n", (int)(r->body_len > 2000 ? 2000 : r->body_len), r->body);
+        poll_outcome_clear(&out);
+        return;
+    }
+    printf("observation: %s\n", out.observation_json);
+    print_conversion(pr, out.observation_json);
+    print_second_poll(pr, &sr, out.state_json);
+    poll_outcome_clear(&out);
+    pr->status = 0;
+}
+
+static int send_probe(probe *pr, const config *cfg)
+{
+    char err[1024];
+    script_request req;
+    if (script_request_build(pr->rt, pr->pool, pr->wallet, &req, err, sizeof err) != 0) {
+        fprintf(stderr, "m2p-engine: %s\n", err);
+        return -1;
+    }
+    printf("url: %s\n", req.url);
+    for (size_t i = 0; i < req.n_headers; i++)
+        printf("header: %s\n", req.headers[i]);
+    http_options ho;
+    settings_http_options(cfg, &ho);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    http_client *http = http_client_new(loop, &ho);
+    http_request hr = {req.url, (const char *const *)req.headers, req.n_headers, NULL, NULL};
+    int rc = http_get(http, &hr, on_response, pr);
+    if (rc == 0)
+        ev_run(loop, 0); /* returns when the only watcher, the transfer, is done */
+    else
+        fprintf(stderr, "m2p-engine: the request could not be started\n");
+    http_client_free(http);
+    ev_loop_destroy(loop);
+    script_request_clear(&req);
+    return rc;
+}
+
+int run_probe(const config *cfg, const char *pools_dir, const char *scripts_dir,
+              const char *pool, const char *wallet)
+{
+    probe pr = {.wallet = wallet, .status = 1};
+    pr.rt = settings_load_scripts(cfg, pools_dir, scripts_dir, false);
+    if (!pr.rt)
+        return 1;
+    pr.pool = script_pool_find(pr.rt, pool);
+    if (pr.pool < 0) {
+        fprintf(stderr, "m2p-engine: no pool named '%s' in %s\n", pool, pools_dir);
+    } else {
+        const script_pool *sp = script_pool_at(pr.rt, (size_t)pr.pool);
+        printf("pool: %s (%s, %s)%s\n", sp->name, sp->file, sp->currency,
+               sp->enabled ? "" : " [disabled]");
+        send_probe(&pr, cfg);
+    }
+    script_runtime_free(pr.rt);
+    return pr.status;
+}

@@ -1,0 +1,133 @@
+-- pools/cpu-pool.lua: NOMP's worker_stats.
+local helper = require("tests.lua.helper")
+
+local WALLET = "AXb7Kc2R9mQwE4tYuP3sLdF6gH8jN1vZq5"
+local OTHER = "AQm3Tz8Lp5Rx2Nc7Vb4Hd9Ks6Fg1Yw2Eju"
+
+local function stats(fields)
+  local t = { miner = WALLET, totalHash = 1234.5, totalShares = 98765, networkSols = 0,
+              immature = 0.5, balance = 1.2, paid = 10.5, workers = {}, history = {} }
+  for k, v in pairs(fields or {}) do t[k] = v end
+  return t
+end
+
+describe("pools/cpu-pool.lua", function()
+  local w, pool
+  local function parse(body, opts)
+    opts = opts or {}
+    opts.wallet = opts.wallet or WALLET
+    return pool.parse(w:response(body, opts))
+  end
+
+  before_each(function()
+    w = helper.world()
+    pool = w:load("pools/cpu-pool.lua")
+  end)
+
+  describe("declaration", function()
+    it("is an enabled ADVC pool named cpu-pool with sensible limits", function()
+      assert.are.equal("cpu-pool", pool.name)
+      assert.are.equal("ADVC", pool.currency)
+      assert.is_true(pool.enabled)
+      assert.are.same({ concurrency = 8, per_second = 10 }, pool.limits)
+    end)
+
+    it("can be disabled with CPU_POOL_ENABLED", function()
+      local p = helper.world({ env = { CPU_POOL_ENABLED = "false" } }):load("pools/cpu-pool.lua")
+      assert.is_false(p.enabled)
+    end)
+  end)
+
+  describe("request", function()
+    it("puts the wallet as the whole query string (NOMP's form)", function()
+      assert.are.equal("http://cpu-pool.com/api/worker_stats?" .. WALLET,
+                       pool.request(WALLET).url)
+    end)
+
+    it("never builds ?addr=", function()
+      assert.is_nil(pool.request(WALLET).url:find("addr=", 1, true))
+    end)
+
+    it("uses CPU_POOL_URL and drops a query left in it, with a warning", function()
+      local w2 = helper.world({ env = { CPU_POOL_URL = "http://10.0.0.5:8080/api/worker_stats?addr=" } })
+      local p = w2:load("pools/cpu-pool.lua")
+      assert.are.equal("http://10.0.0.5:8080/api/worker_stats?" .. WALLET, p.request(WALLET).url)
+      assert.are.equal(1, #w2:logged("cpu_pool_url_query_dropped"))
+    end)
+  end)
+
+  describe("parse", function()
+    it("reads NOMP's stats: paid is the counter", function()
+      local obs = parse(stats())
+      assert.are.same({ paid = 10.5, balance = 1.2, immature = 0.5, hashrate = 1234.5,
+                        shares = 98765 }, obs)
+    end)
+
+    it("parses amounts sent as strings", function()
+      local obs = parse(stats({ paid = "10.50000000", balance = "0.1" }))
+      assert.are.equal(10.5, obs.paid)
+      assert.are.equal(0.1, obs.balance)
+    end)
+
+    it("accepts the polled wallet with a .worker suffix", function()
+      assert.are.equal(10.5, parse(stats({ miner = WALLET .. ".rig1" })).paid)
+      assert.are.equal(10.5, parse(stats({ miner = WALLET .. ".rig.2" })).paid)
+    end)
+
+    it("refuses another miner, even with a suffix", function()
+      local obs, reason = parse(stats({ miner = OTHER }))
+      assert.is_nil(obs)
+      assert.matches("not for the polled wallet", reason)
+      assert.is_nil((parse(stats({ miner = OTHER .. ".rig1" }))))
+      assert.is_nil((parse(stats({ miner = WALLET .. "x" }))))
+      assert.is_nil((parse(stats({ miner = "." .. WALLET }))))
+    end)
+
+    it("refuses an absent, empty, null or non-string miner (unknown wallet)", function()
+      local body = stats()
+      body.miner = nil
+      local obs, reason = parse(body)
+      assert.is_nil(obs)
+      assert.matches("no miner", reason)
+      assert.is_nil((parse(stats({ miner = "" }))))
+      assert.is_nil((parse(stats({ miner = w.null }))))
+      assert.is_nil((parse(stats({ miner = 42 }))))
+    end)
+
+    it("fails with the pool's message on an error object", function()
+      local obs, reason = parse({ result = "error", message = "Invalid wallet address" })
+      assert.is_nil(obs)
+      assert.are.equal("pool error: Invalid wallet address", reason)
+      obs, reason = parse({ error = "busy" })
+      assert.is_nil(obs)
+      assert.are.equal("pool error: busy", reason)
+    end)
+
+    it("refuses a missing, null, malformed or negative paid", function()
+      for _, bad in ipairs({ w.null, "ten", true, -1, "", { 1 } }) do
+        local obs, reason = parse(stats({ paid = bad }))
+        assert.is_nil(obs)
+        assert.is_string(reason)
+      end
+      local body = stats()
+      body.paid = nil
+      assert.is_nil((parse(body)))
+    end)
+
+    it("leaves out malformed or negative informational fields", function()
+      local obs = parse(stats({ balance = "n/a", immature = -1, totalHash = w.null,
+                                totalShares = {} }))
+      assert.are.same({ paid = 10.5 }, obs)
+    end)
+
+    it("refuses bodies that are not a JSON object", function()
+      local obs, reason = pool.parse(w:response("<html>502</html>", { wallet = WALLET }))
+      assert.is_nil(obs)
+      assert.matches("not JSON", reason)
+      assert.is_nil((parse("null")))
+      assert.is_nil((parse('"text"')))
+      assert.is_nil((parse("[]")))
+      assert.is_nil((parse("12")))
+    end)
+  end)
+end)

@@ -1,0 +1,251 @@
+/* The scheduler under a simulated clock: spread and cadence, per-pool rate limits, isolation
+ * of a failing pool, backoff, circuit breaking and recovery, Retry-After. Deterministic: no
+ * real time is involved. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "scheduler.h"
+
+#define MAX_POLLS 200000
+
+/* What a simulated pool does with a poll: how long it takes and how it ends. */
+typedef struct fake_pool {
+    double latency;
+    sched_result result;
+    double retry_after;
+} fake_pool;
+
+typedef struct poll_record {
+    uint32_t account;
+    unsigned pool;
+    double at;
+} poll_record;
+
+typedef struct sim {
+    scheduler *s;
+    fake_pool pools[4];
+    unsigned account_pool[4096];
+    poll_record polls[MAX_POLLS];
+    size_t n_polls;
+    struct { uint32_t account; double done_at; } flight[4096];
+    size_t n_flight;
+    double now;
+} sim;
+
+static void sim_run_until(sim *m, double end)
+{
+    while (m->now < end) {
+        double wake;
+        int64_t id;
+        while ((id = scheduler_next(m->s, m->now, &wake)) >= 0) {
+            unsigned pool = m->account_pool[id];
+            if (m->n_polls < MAX_POLLS)
+                m->polls[m->n_polls++] = (poll_record){(uint32_t)id, pool, m->now};
+            m->flight[m->n_flight].account = (uint32_t)id;
+            m->flight[m->n_flight++].done_at = m->now + m->pools[pool].latency;
+        }
+        double next = fmin(wake, end);
+        for (size_t i = 0; i < m->n_flight; i++)
+            next = fmin(next, m->flight[i].done_at);
+        m->now = fmax(next, m->now);
+        for (size_t i = 0; i < m->n_flight;) {
+            if (m->flight[i].done_at <= m->now) {
+                uint32_t id = m->flight[i].account;
+                fake_pool *fp = &m->pools[m->account_pool[id]];
+                scheduler_done(m->s, id, m->now, fp->result, fp->retry_after);
+                m->flight[i] = m->flight[--m->n_flight];
+            } else {
+                i++;
+            }
+        }
+        if (next >= end && m->n_flight == 0 && wake >= end)
+            m->now = end;
+    }
+}
+
+static sim *sim_new(double interval)
+{
+    sim *m = calloc(1, sizeof *m);
+    m->s = scheduler_new(interval, 42);
+    return m;
+}
+
+static void sim_add(sim *m, unsigned pool, uint32_t first, uint32_t count)
+{
+    for (uint32_t i = first; i < first + count; i++) {
+        m->account_pool[i] = pool;
+        scheduler_add(m->s, i, pool, m->now);
+    }
+}
+
+static void sim_free(sim *m)
+{
+    scheduler_free(m->s);
+    free(m);
+}
+
+static size_t polls_of_pool(const sim *m, unsigned pool, double from, double to)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < m->n_polls; i++)
+        if (m->polls[i].pool == pool && m->polls[i].at >= from && m->polls[i].at < to)
+            n++;
+    return n;
+}
+
+/* Largest and smallest gap between consecutive polls of the same account in [from, to). */
+static void gaps_of_pool(const sim *m, unsigned pool, double from, double *min_gap,
+                         double *max_gap)
+{
+    double last[4096];
+    for (int i = 0; i < 4096; i++)
+        last[i] = -1;
+    *min_gap = HUGE_VAL;
+    *max_gap = 0;
+    for (size_t i = 0; i < m->n_polls; i++) {
+        const poll_record *p = &m->polls[i];
+        if (p->pool != pool || p->at < from)
+            continue;
+        if (last[p->account] >= 0) {
+            *min_gap = fmin(*min_gap, p->at - last[p->account]);
+            *max_gap = fmax(*max_gap, p->at - last[p->account]);
+        }
+        last[p->account] = p->at;
+    }
+}
+
+static void test_spread_and_cadence(void)
+{
+    sim *m = sim_new(60);
+    scheduler_set_pool(m->s, 0, &(sched_pool_limits){0});
+    m->pools[0] = (fake_pool){.latency = 0.2, .result = SCHED_OK};
+    sim_add(m, 0, 0, 1200);
+    sim_run_until(m, 600);
+    CHECK(m->n_polls >= 1200 * 10 - 1200 && m->n_polls <= 1200 * 10 + 1200,
+          "expected ~12000 polls in 10 intervals, got %zu", m->n_polls);
+    double lo, hi;
+    gaps_of_pool(m, 0, 0, &lo, &hi);
+    CHECK(lo >= 59.0 && hi <= 61.0, "each account once per interval: gaps %.2f..%.2f", lo, hi);
+    /* No burst: 1200 accounts over 60 s is 20/s; no second may carry more than 3x that. */
+    size_t worst = 0;
+    for (int t = 0; t < 600; t++) {
+        size_t n = polls_of_pool(m, 0, t, t + 1);
+        worst = n > worst ? n : worst;
+    }
+    CHECK(worst <= 60, "burst of %zu polls in one second", worst);
+    sim_free(m);
+}
+
+static void test_rate_limit_stretches_cycle(void)
+{
+    sim *m = sim_new(60);
+    scheduler_set_pool(m->s, 0, &(sched_pool_limits){.concurrency = 1, .per_second = 2});
+    m->pools[0] = (fake_pool){.latency = 0.1, .result = SCHED_OK};
+    sim_add(m, 0, 0, 300); /* 300 accounts at 2/s: a cycle needs 150 s, not 60 */
+    sched_pool_status st;
+    scheduler_pool_status(m->s, 0, &st);
+    CHECK(fabs(st.effective_interval - 150) < 1e-9, "effective interval %.1f", st.effective_interval);
+    sim_run_until(m, 900);
+    for (int t = 0; t + 10 <= 900; t += 10) {
+        size_t n = polls_of_pool(m, 0, t, t + 10);
+        CHECK(n <= 21, "rate limit 2/s broken: %zu polls in [%d, %d)", n, t, t + 10);
+    }
+    double lo, hi;
+    gaps_of_pool(m, 0, 0, &lo, &hi);
+    CHECK(lo >= 149 && hi <= 152, "stretched cycle gaps %.2f..%.2f", lo, hi);
+    sim_free(m);
+}
+
+static void test_failing_pool_isolated(void)
+{
+    sim *m = sim_new(60);
+    scheduler_set_pool(m->s, 0, &(sched_pool_limits){.concurrency = 8});
+    scheduler_set_pool(m->s, 1, &(sched_pool_limits){.concurrency = 8});
+    m->pools[0] = (fake_pool){.latency = 10, .result = SCHED_POOL_FAIL}; /* timeouts */
+    m->pools[1] = (fake_pool){.latency = 0.2, .result = SCHED_OK};
+    sim_add(m, 0, 0, 500);
+    sim_add(m, 1, 500, 500);
+    sim_run_until(m, 900);
+    double lo, hi;
+    gaps_of_pool(m, 1, 0, &lo, &hi);
+    CHECK(lo >= 59 && hi <= 61, "healthy pool delayed by the failing one: gaps %.2f..%.2f", lo, hi);
+    sched_pool_status st;
+    scheduler_pool_status(m->s, 0, &st);
+    CHECK(st.breaker != BREAKER_CLOSED, "breaker should be open");
+    size_t late = polls_of_pool(m, 0, 300, 900);
+    CHECK(late < 20, "open breaker still sent %zu requests in 10 minutes", late);
+    /* Recovery: the fault goes away, the breaker closes, every account is polled again. */
+    m->pools[0] = (fake_pool){.latency = 0.2, .result = SCHED_OK};
+    size_t before = m->n_polls;
+    sim_run_until(m, 900 + 300 + 60 * 16 * 1.25 + 60);
+    scheduler_pool_status(m->s, 0, &st);
+    CHECK(st.breaker == BREAKER_CLOSED, "breaker did not close after recovery");
+    char seen[500] = {0};
+    for (size_t i = before; i < m->n_polls; i++)
+        if (m->polls[i].pool == 0)
+            seen[m->polls[i].account] = 1;
+    int missing = 0;
+    for (int i = 0; i < 500; i++)
+        missing += !seen[i];
+    CHECK(missing == 0, "%d accounts of the recovered pool never polled again", missing);
+    sim_free(m);
+}
+
+static void test_account_backoff(void)
+{
+    sim *m = sim_new(60);
+    scheduler_set_pool(m->s, 0, &(sched_pool_limits){0});
+    m->pools[0] = (fake_pool){.latency = 0, .result = SCHED_FAIL};
+    sim_add(m, 0, 0, 1);
+    sim_run_until(m, 60 * 40);
+    CHECK(m->n_polls >= 6, "only %zu polls", m->n_polls);
+    for (size_t i = 1; i < m->n_polls && i < 7; i++) {
+        double gap = m->polls[i].at - m->polls[i - 1].at;
+        int doublings = (int)i - 1 < 4 ? (int)i - 1 : 4;
+        double nominal = 60.0 * (1 << doublings);
+        CHECK(gap >= nominal * 0.75 - 1e-9 && gap <= nominal * 1.25 + 1e-9,
+              "failure %zu: gap %.1f, expected %.0f +-25%%", i, gap, nominal);
+    }
+    sim_free(m);
+}
+
+static void test_retry_after_pauses_pool(void)
+{
+    sim *m = sim_new(60);
+    scheduler_set_pool(m->s, 0, &(sched_pool_limits){.concurrency = 1});
+    m->pools[0] = (fake_pool){.latency = 0.1, .result = SCHED_POOL_FAIL, .retry_after = 120};
+    sim_add(m, 0, 0, 100);
+    sim_run_until(m, 100);
+    size_t first = polls_of_pool(m, 0, 0, 100);
+    CHECK(first == 1, "Retry-After 120 s ignored: %zu requests in 100 s", first);
+    sim_free(m);
+}
+
+static void test_remove_in_flight(void)
+{
+    sim *m = sim_new(60);
+    scheduler_set_pool(m->s, 0, &(sched_pool_limits){0});
+    m->pools[0] = (fake_pool){.latency = 5, .result = SCHED_OK};
+    sim_add(m, 0, 0, 1);
+    double wake;
+    int64_t id = scheduler_next(m->s, 60, &wake);
+    CHECK(id == 0, "account not due");
+    scheduler_remove(m->s, 0);
+    scheduler_done(m->s, 0, 65, SCHED_OK, 0);
+    CHECK(scheduler_next(m->s, 1000, &wake) == -1, "a removed account was polled");
+    CHECK(scheduler_in_flight(m->s) == 0, "in-flight count leaked");
+    sim_free(m);
+}
+
+int main(void)
+{
+    test_spread_and_cadence();
+    test_rate_limit_stretches_cycle();
+    test_failing_pool_isolated();
+    test_account_backoff();
+    test_retry_after_pauses_pool();
+    test_remove_in_flight();
+    return check_summary();
+}
