@@ -77,9 +77,6 @@ static const config_setting settings[CFG_COUNT] = {
                 "Socket.IO server that receives mining_reward events; empty = no Socket.IO "
                 "notifications"),
     SETTING_INT(POLL_INTERVAL_SECONDS, "60", 1, 86400, "seconds between polls of one account"),
-    SETTING_NUMBER(POLL_JITTER_FRACTION, "0.1", 0, 0.5,
-                   "random spread of each account's poll time, as a fraction of the poll "
-                   "interval"),
     SETTING_NUMBER(POOL_REQUEST_TIMEOUT, "10", 0.1, 300,
                    "seconds one pool HTTP request may take in total"),
     SETTING_NUMBER(POOL_CONNECT_TIMEOUT, "5", 0.1, 300,
@@ -95,6 +92,14 @@ static const config_setting settings[CFG_COUNT] = {
     SETTING_BOOL(ZPOOL_ENABLED, "true", "poll accounts on zpool.ca"),
     SETTING_URL(ZPOOL_URL, "https://zpool.ca/api/walletEx", http_schemes,
                 "zpool (YiiMP) walletEx endpoint; the wallet is sent as ?address="),
+    SETTING_NUMBER(ZPOOL_PER_SECOND, "0.015384615384615385", 1e-6, 100,
+                   "walletEx requests per second to zpool from this engine (YiiMP allows about "
+                   "one a minute per client address; default 1/65); raise only with several "
+                   "egress addresses"),
+    SETTING_NUMBER(RPLANT_ATOMIC_THRESHOLD, "1000000", 1, 1e18,
+                   "an rplant amount at or above this is taken as atomic units"),
+    SETTING_NUMBER(RPLANT_ATOMIC_DIVISOR, "1000000000000", 1, 1e18,
+                   "atomic units per coin for rplant responses in atomic units"),
     SETTING_NUMBER(AP_PER_ADVC, "100", 0, 1e12, "Adventure Points awarded per ADVC paid out"),
     SETTING_NUMBER(MIN_PAYOUT_DELTA, "0.0001", 0, 1e12,
                    "smallest increase of a paid counter (ADVC) that is awarded; smaller "

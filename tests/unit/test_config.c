@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -122,7 +123,7 @@ static void test_defaults(void)
     CHECK(config_number(c, CFG_AP_PER_ADVC) == 100.0, "AP per ADVC");
     CHECK(config_number(c, CFG_MIN_PAYOUT_DELTA) == 0.0001, "min payout delta");
     CHECK(config_number(c, CFG_BTC_TO_ADVC_RATE) == 1000000.0, "BTC rate");
-    CHECK(config_number(c, CFG_POLL_JITTER_FRACTION) == 0.1, "jitter");
+    CHECK(fabs(config_number(c, CFG_ZPOOL_PER_SECOND) - 1.0 / 65) < 1e-15, "zpool rate");
     CHECK(config_number(c, CFG_SHUTDOWN_TIMEOUT_SECONDS) == 10.0, "shutdown timeout");
     CHECK(config_int(c, CFG_SCRIPT_INSTRUCTION_BUDGET) == 10000000, "instruction budget");
     CHECK(config_int(c, CFG_SCRIPT_MEMORY_LIMIT_MB) == 256, "memory limit");
@@ -393,14 +394,14 @@ static void test_numbers(void)
     expect_value("AP_PER_ADVC", "0", CFG_AP_PER_ADVC, 0);
     expect_value("MIN_PAYOUT_DELTA", "1E-8", CFG_MIN_PAYOUT_DELTA, 1e-8);
     expect_value("BTC_TO_ADVC_RATE", "\t2000000\n", CFG_BTC_TO_ADVC_RATE, 2e6);
-    expect_value("POLL_JITTER_FRACTION", "0.5", CFG_POLL_JITTER_FRACTION, 0.5);
+    expect_value("ZPOOL_PER_SECOND", "0.5", CFG_ZPOOL_PER_SECOND, 0.5);
     CHECK_STR(load_error("POOL_REQUEST_TIMEOUT", "0.05"),
               "POOL_REQUEST_TIMEOUT: \"0.05\" is outside 0.1..300 (seconds one pool HTTP request "
               "may take in total)");
     CHECK_CONTAINS(load_error("AP_PER_ADVC", "1e13"), "AP_PER_ADVC: \"1e13\" is outside 0..1e12");
     CHECK_CONTAINS(load_error("AP_PER_ADVC", "-1"), "is outside 0..1e12");
     CHECK_CONTAINS(load_error("BTC_TO_ADVC_RATE", "0"), "is outside 1e-12..1e15");
-    CHECK_CONTAINS(load_error("POLL_JITTER_FRACTION", "0.6"), "is outside 0..0.5");
+    CHECK_CONTAINS(load_error("ZPOOL_PER_SECOND", "101"), "is outside");
     CHECK_CONTAINS(load_error("SHUTDOWN_TIMEOUT_SECONDS", "601"), "is outside 0..600");
     const char *not_number[] = {"abc", "inf", "nan", "0x10", "1,5", "1e", "e5", ".", "+", "5s",
                                 "1e999", NULL};
