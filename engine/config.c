@@ -46,6 +46,17 @@ static const char *const socketio_schemes[] = {"http", "https", "ws", "wss", NUL
 
 static bool check_database_url(char *value);
 
+static bool check_engine_id(char *value)
+{
+    size_t n = strlen(value);
+    if (n > 100)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)value[i] < 0x21 || (unsigned char)value[i] > 0x7e)
+            return false;
+    return true;
+}
+
 /* One line per kind of setting, in the manner of Redis's createIntConfig(): the id, the
  * variable name and the entry can never disagree. */
 #define SETTING_STRING(n, def, flags_, accepted_, check_, meaning_)                           \
@@ -73,6 +84,20 @@ static const config_setting settings[CFG_COUNT] = {
                    check_database_url,
                    "the game's PostgreSQL database (players, pool_snapshots, mining_events); a "
                    "SQLAlchemy driver suffix (postgresql+asyncpg://) is dropped; empty = none"),
+    SETTING_BOOL(AUTO_MIGRATE, "true",
+                 "apply pending schema migrations at start; false: refuse to start until "
+                 "'m2p-engine --migrate' has run"),
+    SETTING_INT(DB_POOL_SIZE, "4", 1, 64, "connections to PostgreSQL"),
+    SETTING_BOOL(STORE_RAW_RESPONSES, "false",
+                 "keep each snapshot's raw pool response in pool_snapshots.raw_response"),
+    SETTING_INT(SNAPSHOT_HEARTBEAT, "0", 0, 31536000,
+                "seconds after which an unchanged observation is snapshotted again; 0 = only "
+                "the first observation and changes"),
+    SETTING_INT(SNAPSHOT_RETENTION_DAYS, "0", 0, 36500,
+                "delete pool_snapshots older than this many days, in small batches; 0 = keep all"),
+    SETTING_STRING(ENGINE_ID, "", 0, "1-100 characters", check_engine_id,
+                   "this engine's name among the engines sharing the database; empty = "
+                   "hostname-pid"),
     SETTING_URL(SOCKETIO_URL, "", socketio_schemes,
                 "Socket.IO server that receives mining_reward events; empty = no Socket.IO "
                 "notifications"),

@@ -23,6 +23,12 @@
 /* The settings in the table, in the order --help and the docs list them. */
 typedef enum config_id {
     CFG_DATABASE_URL,
+    CFG_AUTO_MIGRATE,
+    CFG_DB_POOL_SIZE,
+    CFG_STORE_RAW_RESPONSES,
+    CFG_SNAPSHOT_HEARTBEAT,
+    CFG_SNAPSHOT_RETENTION_DAYS,
+    CFG_ENGINE_ID,
     CFG_SOCKETIO_URL,
     CFG_POLL_INTERVAL_SECONDS,
     CFG_POOL_REQUEST_TIMEOUT,

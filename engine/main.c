@@ -24,6 +24,7 @@ typedef enum {
     MODE_CHECK,
     MODE_SCRIPT_TEST,
     MODE_PROBE,
+    MODE_MIGRATE,
 } run_mode;
 
 typedef struct cli {
@@ -45,11 +46,13 @@ static void print_usage(FILE *out)
           "  --script-test [PATH...]  pool scripts against recorded fixtures (files or\n"
           "                           directories of *.json; default tests/fixtures)\n"
           "  --check                  load and validate every script; non-zero if any is broken\n"
+          "  --migrate                apply pending database schema migrations and exit\n"
           "  --help, --version\n"
           "\n"
           "Options:\n"
-          "  --accounts FILE          players from a JSON file: [{\"player_id\": 1, \"username\":\n"
-          "                           \"p1\", \"wallet\": \"...\", \"wallets\": {\"zpool\": \"...\"}}]\n"
+          "  --accounts FILE          players from a JSON file instead of the database:\n"
+          "                           [{\"player_id\": 1, \"username\": \"p1\", \"wallet\": \"...\",\n"
+          "                             \"wallets\": {\"zpool\": \"...\"}}]\n"
           "  --env-file FILE          settings file (default ./.env when present)\n"
           "  --pools DIR              pool scripts (default ./pools, then the install's share dir)\n"
           "  --scripts DIR            rule scripts convert.lua, rewards.lua (same defaults)\n"
@@ -71,13 +74,14 @@ static const char *default_dir(const char *name, char *buf, size_t len)
 static int parse_cli(int argc, char **argv, cli *c)
 {
     enum { O_ONCE = 256, O_DRY_RUN, O_PROBE, O_SCRIPT_TEST, O_CHECK, O_ACCOUNTS, O_ENV_FILE,
-           O_POOLS, O_SCRIPTS, O_VERSION };
+           O_POOLS, O_SCRIPTS, O_VERSION, O_MIGRATE };
     static const struct option options[] = {
         {"once", no_argument, NULL, O_ONCE},
         {"dry-run", no_argument, NULL, O_DRY_RUN},
         {"probe", no_argument, NULL, O_PROBE},
         {"script-test", no_argument, NULL, O_SCRIPT_TEST},
         {"check", no_argument, NULL, O_CHECK},
+        {"migrate", no_argument, NULL, O_MIGRATE},
         {"accounts", required_argument, NULL, O_ACCOUNTS},
         {"env-file", required_argument, NULL, O_ENV_FILE},
         {"pools", required_argument, NULL, O_POOLS},
@@ -94,6 +98,7 @@ static int parse_cli(int argc, char **argv, cli *c)
         case O_PROBE: c->mode = MODE_PROBE; break;
         case O_SCRIPT_TEST: c->mode = MODE_SCRIPT_TEST; break;
         case O_CHECK: c->mode = MODE_CHECK; break;
+        case O_MIGRATE: c->mode = MODE_MIGRATE; break;
         case O_ACCOUNTS: c->run.accounts_file = optarg; break;
         case O_ENV_FILE: c->run.env_file = optarg; break;
         case O_POOLS: c->run.pools_dir = optarg; break;
@@ -180,6 +185,8 @@ static int run_configured(const cli *c)
         return status;
     }
     settings_apply_logging(cfg);
+    if (c->mode == MODE_MIGRATE)
+        return run_migrate(cfg);
     if (http_global_init() != 0) {
         fprintf(stderr, "m2p-engine: libcurl initialisation failed\n");
         config_free(cfg);

@@ -152,10 +152,15 @@ const char *player_wallet_for(const player *p, const char *pool)
     return p->wallet;
 }
 
-void player_list_free(player_list *list)
+void player_list_free_items(player_list *list)
 {
     for (size_t i = 0; i < list->n; i++)
         player_free(&list->items[i]);
+}
+
+void player_list_free(player_list *list)
+{
+    player_list_free_items(list);
     free(list->items);
     memset(list, 0, sizeof *list);
 }

@@ -35,4 +35,7 @@ const char *player_wallet_for(const player *p, const char *pool);
 
 void player_list_free(player_list *list);
 
+/* Frees what the entries own, not the array itself. */
+void player_list_free_items(player_list *list);
+
 #endif

@@ -1,20 +1,25 @@
 /* The poller (see poller.h). Each poll is a small state carried through callbacks:
  *
- *   pump() -> start_poll(): script_request_build + http_get
+ *   pump() -> start_poll(): store->load first if the account's state is not in memory
+ *   send_request(): script_request_build + http_get
  *   on_response(): classify transport/HTTP failures, else script_poll
- *   sink->commit() -> on_committed(): advance the account state, log awards
+ *   store->commit() -> on_committed(): advance the account state, log awards
  *   finish(): scheduler_done, release the script generation, pump() again
  *
- * Script generations are reference counted: a reload swaps in a new one while polls that
- * started with the old one finish with it.
+ * Accounts exist once per (player, pool) and are "active" (scheduled) while the player is
+ * present, the pool enabled, the player has a wallet for it and this engine owns it. Every
+ * deactivation bumps the account's epoch, so a poll in flight at the time finishes without
+ * touching the account. Script generations are reference counted: a reload swaps in a new
+ * one while polls that started with the old one finish with it.
  */
 #include "poller.h"
 
 #include <ev.h>
+#include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include "log.h"
@@ -30,7 +35,7 @@ typedef struct generation {
 /* A pool as the poller knows it across generations (matched by name). */
 typedef struct pool_slot {
     char *name;
-    int script_index; /* in the current generation, -1 when gone or disabled */
+    int script_index; /* in the current generation; -1 when gone or disabled */
     pool_metrics *metrics;
     uint64_t attempts, successes; /* for --once's "failed entirely" */
 } pool_slot;
@@ -39,15 +44,33 @@ typedef struct account {
     uint32_t player;
     uint16_t slot;
     bool active;
+    bool loaded; /* state and version are what the store holds */
+    bool in_flight;
+    uint32_t epoch;
+    long long version;
+    uint64_t observation_hash;
+    double last_snapshot; /* ev_now() of the last snapshot this engine stored */
     char *state_json;
 } account;
+
+/* A player and the accounts created for it (one per pool it has had a wallet on). */
+typedef struct player_entry {
+    player p;
+    bool present;
+    bool seen; /* put since poller_sweep_begin */
+    uint32_t *accounts;
+    uint16_t n_accounts;
+} player_entry;
 
 typedef struct poll_ctx {
     poller *p;
     uint32_t account;
+    uint32_t epoch;
     generation *gen;
     int script_index;
+    double started;
     char *previous_state; /* the state this poll's decision was based on */
+    uint64_t observation_hash;
     poll_outcome outcome;
 } poll_ctx;
 
@@ -60,16 +83,46 @@ struct poller {
     generation *gen;
     pool_slot slots[MAX_POOL_SLOTS];
     size_t n_slots;
-    const player_list *players;
-    account_sink *sink;
+    player_entry *players;
+    size_t n_players, players_cap, players_present;
+    uint32_t *player_index; /* open addressing on player id: index + 1, 0 = empty */
+    size_t player_index_cap;
+    account_store *store;
+    account_owner_fn owns;
+    void *owns_user;
     account *accounts;
     size_t n_accounts, accounts_cap;
-    size_t in_flight; /* polls started and not finished (HTTP or commit) */
+    size_t in_flight; /* polls started and not finished (load, HTTP or commit) */
     ev_timer wake, cycle, deadline;
     bool started, stopping, pumping, finished;
     void (*on_finished)(void *);
     void *on_finished_user;
 };
+
+/* ============================================================== Memory store */
+
+static void memory_load(account_store *self, int64_t player_id, const char *pool,
+                        load_done_fn done, void *ctx)
+{
+    (void)self;
+    (void)player_id;
+    (void)pool;
+    stored_account none = {.found = false};
+    done(ctx, true, &none);
+}
+
+static void memory_commit(account_store *self, const poll_commit *c, commit_done_fn done,
+                          void *ctx)
+{
+    (void)self;
+    done(ctx, COMMIT_OK, c->version + 1, NULL);
+}
+
+account_store *account_store_memory(void)
+{
+    static account_store store = {memory_load, memory_commit};
+    return &store;
+}
 
 /* ================================================================= Generations */
 
@@ -89,26 +142,244 @@ static void generation_release(generation *g)
     }
 }
 
+/* ===================================================================== Players */
+
+static size_t id_hash(int64_t id, size_t cap)
+{
+    uint64_t x = (uint64_t)id * 0x9E3779B97F4A7C15ULL;
+    return (size_t)(x >> 17) & (cap - 1);
+}
+
+static void index_insert(poller *p, int64_t id, uint32_t index)
+{
+    size_t i = id_hash(id, p->player_index_cap);
+    while (p->player_index[i])
+        i = (i + 1) & (p->player_index_cap - 1);
+    p->player_index[i] = index + 1;
+}
+
+static void index_grow(poller *p)
+{
+    free(p->player_index);
+    p->player_index_cap = p->player_index_cap ? p->player_index_cap * 2 : 1024;
+    p->player_index = calloc(p->player_index_cap, sizeof *p->player_index);
+    for (size_t i = 0; i < p->n_players; i++)
+        index_insert(p, p->players[i].p.id, (uint32_t)i);
+}
+
+static player_entry *find_player(const poller *p, int64_t id)
+{
+    if (!p->player_index_cap)
+        return NULL;
+    for (size_t i = id_hash(id, p->player_index_cap); p->player_index[i];
+         i = (i + 1) & (p->player_index_cap - 1)) {
+        player_entry *e = &p->players[p->player_index[i] - 1];
+        if (e->p.id == id)
+            return e;
+    }
+    return NULL;
+}
+
+static player_entry *new_player_entry(poller *p, int64_t id)
+{
+    if (p->n_players == p->players_cap) {
+        p->players_cap = p->players_cap ? p->players_cap * 2 : 1024;
+        p->players = realloc(p->players, p->players_cap * sizeof *p->players);
+    }
+    if ((p->n_players + 1) * 2 > p->player_index_cap)
+        index_grow(p);
+    player_entry *e = &p->players[p->n_players];
+    memset(e, 0, sizeof *e);
+    e->p.id = id;
+    index_insert(p, id, (uint32_t)p->n_players++);
+    return e;
+}
+
+static char *copy_string(const char *s) { return s ? strdup(s) : NULL; }
+
+static void player_copy(player *dst, const player *src)
+{
+    dst->id = src->id;
+    dst->username = copy_string(src->username);
+    dst->wallet = copy_string(src->wallet);
+    dst->n_wallets = src->n_wallets;
+    dst->wallets = src->n_wallets ? calloc(src->n_wallets, sizeof *dst->wallets) : NULL;
+    for (size_t i = 0; i < src->n_wallets; i++) {
+        dst->wallets[i].pool = strdup(src->wallets[i].pool);
+        dst->wallets[i].wallet = strdup(src->wallets[i].wallet);
+    }
+}
+
+static void player_clear(player *pl)
+{
+    player_list one = {pl, 1};
+    player_list_free_items(&one);
+}
+
 /* ==================================================================== Accounts */
 
-static uint32_t add_account(poller *p, uint32_t player, uint16_t slot)
+static const player *player_of(const poller *p, uint32_t id)
 {
+    return &p->players[p->accounts[id].player].p;
+}
+
+static const char *wallet_of(const poller *p, uint32_t id)
+{
+    return player_wallet_for(player_of(p, id), p->slots[p->accounts[id].slot].name);
+}
+
+static uint32_t account_for(poller *p, uint32_t player, uint16_t slot)
+{
+    player_entry *e = &p->players[player];
+    for (uint16_t i = 0; i < e->n_accounts; i++)
+        if (p->accounts[e->accounts[i]].slot == slot)
+            return e->accounts[i];
     if (p->n_accounts == p->accounts_cap) {
         p->accounts_cap = p->accounts_cap ? p->accounts_cap * 2 : 1024;
         p->accounts = realloc(p->accounts, p->accounts_cap * sizeof *p->accounts);
     }
-    p->accounts[p->n_accounts] = (account){.player = player, .slot = slot, .active = true};
-    return (uint32_t)p->n_accounts++;
+    uint32_t id = (uint32_t)p->n_accounts++;
+    p->accounts[id] = (account){.player = player, .slot = slot};
+    e->accounts = realloc(e->accounts, (e->n_accounts + 1) * sizeof *e->accounts);
+    e->accounts[e->n_accounts++] = id;
+    return id;
 }
 
-static void schedule_account(poller *p, uint32_t id)
+static void deactivate(poller *p, uint32_t id)
 {
+    account *a = &p->accounts[id];
+    if (!a->active)
+        return;
+    scheduler_remove(p->sched, id);
+    a->active = false;
+    a->loaded = false;
+    a->epoch++; /* a poll in flight finishes without touching the account */
+    free(a->state_json);
+    a->state_json = NULL;
+}
+
+static void activate(poller *p, uint32_t id)
+{
+    account *a = &p->accounts[id];
+    if (a->active)
+        return;
+    a->active = true;
+    a->loaded = false; /* the store's state is read before the first poll */
+    a->epoch++;
     double now = ev_now(p->loop);
     if (p->opts.once)
-        scheduler_add_at(p->sched, id, p->accounts[id].slot, now);
+        scheduler_add_at(p->sched, id, a->slot, now);
     else
-        scheduler_add(p->sched, id, p->accounts[id].slot, now);
+        scheduler_add(p->sched, id, a->slot, now);
 }
+
+static bool wanted(const poller *p, const player_entry *e, uint16_t slot)
+{
+    const pool_slot *s = &p->slots[slot];
+    return e->present && s->script_index >= 0 && player_wallet_for(&e->p, s->name) &&
+           (!p->owns || p->owns(p->owns_user, e->p.id, s->name));
+}
+
+/* Brings one player's accounts in line with the pools, its wallets and ownership. */
+static void sync_player(poller *p, uint32_t index)
+{
+    player_entry *e = &p->players[index];
+    for (uint16_t s = 0; s < p->n_slots; s++) {
+        bool want = wanted(p, e, s);
+        if (!want) {
+            for (uint16_t i = 0; i < e->n_accounts; i++)
+                if (p->accounts[e->accounts[i]].slot == s)
+                    deactivate(p, e->accounts[i]);
+            continue;
+        }
+        if (p->started)
+            activate(p, account_for(p, index, s));
+    }
+}
+
+static void sync_all(poller *p)
+{
+    for (uint32_t i = 0; i < p->n_players; i++)
+        sync_player(p, i);
+}
+
+static bool same_text(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool same_player(const player *a, const player *b)
+{
+    if (!same_text(a->username, b->username) || !same_text(a->wallet, b->wallet) ||
+        a->n_wallets != b->n_wallets)
+        return false;
+    for (size_t i = 0; i < a->n_wallets; i++)
+        if (!same_text(a->wallets[i].pool, b->wallets[i].pool) ||
+            !same_text(a->wallets[i].wallet, b->wallets[i].wallet))
+            return false;
+    return true;
+}
+
+void poller_put_player(poller *p, const player *pl)
+{
+    player_entry *e = find_player(p, pl->id);
+    if (e && e->present && same_player(&e->p, pl)) {
+        e->seen = true;
+        return; /* a refresh that changes nothing must not re-read every account */
+    }
+    if (e) {
+        for (uint16_t i = 0; i < e->n_accounts; i++)
+            deactivate(p, e->accounts[i]); /* rebuilt below; state is read from the store */
+        if (e->present)
+            p->players_present--;
+        player_clear(&e->p);
+    } else {
+        e = new_player_entry(p, pl->id);
+    }
+    player_copy(&e->p, pl);
+    e->present = true;
+    e->seen = true;
+    p->players_present++;
+    sync_player(p, (uint32_t)(e - p->players));
+}
+
+void poller_remove_player(poller *p, int64_t player_id)
+{
+    player_entry *e = find_player(p, player_id);
+    if (!e || !e->present)
+        return;
+    e->present = false;
+    p->players_present--;
+    sync_player(p, (uint32_t)(e - p->players));
+}
+
+size_t poller_player_count(const poller *p) { return p->players_present; }
+
+void poller_sweep_begin(poller *p)
+{
+    for (size_t i = 0; i < p->n_players; i++)
+        p->players[i].seen = false;
+}
+
+void poller_sweep_end(poller *p)
+{
+    for (size_t i = 0; i < p->n_players; i++)
+        if (p->players[i].present && !p->players[i].seen)
+            poller_remove_player(p, p->players[i].p.id);
+}
+
+void poller_set_owner(poller *p, account_owner_fn owns, void *user)
+{
+    p->owns = owns;
+    p->owns_user = user;
+}
+
+void poller_resync(poller *p)
+{
+    sync_all(p);
+}
+
+/* ================================================================ Pool slots */
 
 static pool_slot *find_slot(poller *p, const char *name, uint16_t *index)
 {
@@ -142,12 +413,10 @@ static void log_pool_schedule(poller *p, uint16_t index, const script_pool *sp)
     log_emit(LOG_INFO, "pool_schedule", f);
 }
 
-/* Brings slots and accounts in line with the current generation: every enabled pool has an
- * account for every player with a wallet for it; other accounts are removed. */
-static void sync_pools(poller *p)
+/* Maps the current generation's pools onto slots (by name) and applies their limits. */
+static void map_pools(poller *p)
 {
     script_runtime *rt = p->gen->rt;
-    bool wanted[MAX_POOL_SLOTS] = {false};
     for (size_t i = 0; i < p->n_slots; i++)
         p->slots[i].script_index = -1;
     for (size_t i = 0; i < script_pool_count(rt); i++) {
@@ -157,29 +426,17 @@ static void sync_pools(poller *p)
         if (!slot)
             continue;
         slot->script_index = (int)i;
-        wanted[index] = true;
         scheduler_set_pool(p->sched, index,
                            &(sched_pool_limits){sp->limits.concurrency, sp->limits.per_second,
                                                 sp->limits.interval});
     }
-    bool has_account[MAX_POOL_SLOTS] = {false};
-    for (size_t i = 0; i < p->n_accounts; i++) {
-        account *a = &p->accounts[i];
-        if (a->active && !wanted[a->slot]) {
-            scheduler_remove(p->sched, (uint32_t)i);
-            a->active = false;
-        }
-        has_account[a->slot] |= a->active;
-    }
-    for (uint16_t s = 0; s < p->n_slots; s++) {
-        if (!wanted[s] || has_account[s])
-            continue;
-        for (uint32_t pl = 0; pl < p->players->n; pl++) {
-            if (player_wallet_for(&p->players->items[pl], p->slots[s].name))
-                schedule_account(p, add_account(p, pl, s));
-        }
-        log_pool_schedule(p, s, script_pool_at(rt, (size_t)p->slots[s].script_index));
-    }
+}
+
+static void log_schedules(poller *p)
+{
+    for (uint16_t s = 0; s < p->n_slots; s++)
+        if (p->slots[s].script_index >= 0)
+            log_pool_schedule(p, s, script_pool_at(p->gen->rt, (size_t)p->slots[s].script_index));
 }
 
 /* ======================================================================= Pump */
@@ -198,19 +455,12 @@ static void arm_wake(poller *p, double wake_at)
 
 static void check_finished(poller *p)
 {
-    if (p->finished || p->in_flight > 0)
+    if (p->finished || p->in_flight > 0 || !p->started)
         return;
-    bool once_done = p->opts.once && p->started;
-    if (once_done) {
-        double wake;
-        int64_t next = scheduler_next(p->sched, HUGE_VAL, &wake);
-        if (next >= 0) { /* cannot happen: pump drains; kept for safety */
-            scheduler_done(p->sched, (uint32_t)next, ev_now(p->loop), SCHED_NOT_POLLED, 0);
-            return;
-        }
-    }
-    if (!p->stopping && !once_done)
+    if (!p->stopping && !p->opts.once)
         return;
+    if (!p->stopping && (p->pumping || scheduler_queued(p->sched) > 0))
+        return; /* --once: accounts still queued */
     p->finished = true;
     ev_timer_stop(p->loop, &p->wake);
     ev_timer_stop(p->loop, &p->cycle);
@@ -219,19 +469,41 @@ static void check_finished(poller *p)
         p->on_finished(p->on_finished_user);
 }
 
+/* --once: a pool whose breaker opened will not answer soon; its remaining accounts count as
+ * failed instead of holding the single cycle open for minutes. */
+static void drain_broken_pools(poller *p)
+{
+    uint32_t ids[256];
+    for (uint16_t s = 0; s < p->n_slots; s++) {
+        sched_pool_status st;
+        scheduler_pool_status(p->sched, s, &st);
+        if (st.breaker == BREAKER_CLOSED || st.queued_due == 0)
+            continue;
+        size_t total = 0, n;
+        while ((n = scheduler_drain(p->sched, s, ids, 256)) > 0) {
+            total += n;
+            for (size_t i = 0; i < n; i++)
+                metrics_record_poll(&p->metrics, p->slots[s].metrics, false, -1);
+        }
+        p->slots[s].attempts += total;
+        log_message(LOG_WARNING, "pool_skipped", "%s: circuit breaker open, %zu accounts not polled",
+                    p->slots[s].name, total);
+    }
+}
+
 static void pump(poller *p)
 {
-    if (p->pumping || p->stopping || p->finished)
+    if (p->pumping || p->stopping || p->finished || !p->started)
         return;
-    p->pumping = true; /* start_poll may finish a poll synchronously */
+    if (p->opts.once)
+        drain_broken_pools(p);
+    p->pumping = true; /* a poll may finish synchronously and call pump() again */
     double wake = HUGE_VAL;
     int64_t id;
     while (!p->stopping && (id = scheduler_next(p->sched, ev_now(p->loop), &wake)) >= 0)
         start_poll(p, (uint32_t)id);
     p->pumping = false;
     arm_wake(p, wake);
-    if (p->opts.once && isinf(wake) && p->in_flight == 0 && scheduler_in_flight(p->sched) == 0)
-        check_finished(p);
 }
 
 static void on_wake(struct ev_loop *loop, ev_timer *w, int revents)
@@ -243,9 +515,10 @@ static void on_wake(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ===================================================================== Finish */
 
-static const player *player_of(const poller *p, uint32_t id)
+static bool current(const poll_ctx *c)
 {
-    return &p->players->items[p->accounts[id].player];
+    const account *a = &c->p->accounts[c->account];
+    return a->active && a->epoch == c->epoch;
 }
 
 static void finish(poll_ctx *c, sched_result result, double retry_after)
@@ -257,9 +530,12 @@ static void finish(poll_ctx *c, sched_result result, double retry_after)
         slot->attempts++;
         slot->successes += result == SCHED_OK;
     }
-    scheduler_done(p->sched, c->account, ev_now(p->loop), result, retry_after);
-    if (p->opts.once && result != SCHED_NOT_POLLED)
-        scheduler_remove(p->sched, c->account);
+    a->in_flight = false;
+    if (current(c)) {
+        scheduler_done(p->sched, c->account, ev_now(p->loop), result, retry_after);
+        if (p->opts.once && result != SCHED_NOT_POLLED)
+            scheduler_remove(p->sched, c->account);
+    }
     generation_release(c->gen);
     poll_outcome_clear(&c->outcome);
     free(c->previous_state);
@@ -289,6 +565,38 @@ static void log_poll_failure(const poll_ctx *c, const char *event, const char *e
 
 /* ===================================================================== Commit */
 
+static uint64_t fnv1a(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+    return h;
+}
+
+/* The stored state applies only to the wallet it was observed for: a changed wallet starts
+ * from a new baseline. */
+static void adopt_stored(poll_ctx *c, const stored_account *stored)
+{
+    account *a = &c->p->accounts[c->account];
+    free(a->state_json);
+    a->state_json = NULL;
+    a->observation_hash = 0;
+    a->version = stored->found ? stored->version : 0;
+    a->last_snapshot = ev_now(c->p->loop);
+    a->loaded = true;
+    if (!stored->found)
+        return;
+    if (stored->wallet && strcmp(stored->wallet, wallet_of(c->p, c->account)) != 0) {
+        cJSON *f = poll_fields(c);
+        cJSON_AddStringToObject(f, "message", "wallet changed: the next observation is a baseline");
+        log_emit(LOG_INFO, "account_rebaselined", f);
+        return;
+    }
+    a->state_json = copy_string(stored->state);
+    if (stored->observation_hash)
+        a->observation_hash = strtoull(stored->observation_hash, NULL, 16);
+}
+
 static void log_award(const poll_ctx *c, const award *aw)
 {
     const player *pl = player_of(c->p, c->account);
@@ -301,24 +609,66 @@ static void log_award(const poll_ctx *c, const award *aw)
     log_emit(LOG_INFO, "mining_reward_detected", f);
 }
 
-static void on_committed(void *ctx, bool ok)
+static void on_committed(void *ctx, commit_status status, long long version,
+                         const stored_account *now_stored)
 {
     poll_ctx *c = ctx;
     poller *p = c->p;
     account *a = &p->accounts[c->account];
-    if (!ok) {
+    if (!current(c)) {
+        finish(c, SCHED_NOT_POLLED, 0);
+        return;
+    }
+    if (status == COMMIT_FAILED) {
         log_poll_failure(c, "pool_poll_commit_failed", "the result could not be stored", 0);
+        a->loaded = false; /* it may have committed: read the store again before deciding */
         finish(c, SCHED_FAIL, 0);
         return;
     }
+    if (status == COMMIT_CONFLICT) {
+        cJSON *f = poll_fields(c);
+        cJSON_AddStringToObject(f, "message", "the account moved on in the store; decided again next poll");
+        log_emit(LOG_INFO, "account_conflict", f);
+        adopt_stored(c, now_stored);
+        finish(c, SCHED_OK, 0);
+        return;
+    }
+    if (version != a->version)
+        a->last_snapshot = ev_now(p->loop); /* a real commit stores the due snapshot */
     free(a->state_json);
     a->state_json = c->outcome.state_json; /* the account's state advances only now */
     c->outcome.state_json = NULL;
+    a->version = version;
+    a->observation_hash = c->observation_hash;
     for (size_t i = 0; i < c->outcome.n_awards; i++) {
         log_award(c, &c->outcome.awards[i]);
         p->metrics.rewards_detected++;
     }
     finish(c, SCHED_OK, 0);
+}
+
+static void commit(poll_ctx *c, const http_response *r)
+{
+    poller *p = c->p;
+    account *a = &p->accounts[c->account];
+    char hash[17];
+    c->observation_hash = fnv1a(c->outcome.observation_json);
+    snprintf(hash, sizeof hash, "%016" PRIx64, c->observation_hash);
+    poll_commit pc = {
+        .player = player_of(p, c->account),
+        .pool = p->slots[a->slot].name,
+        .wallet = wallet_of(p, c->account),
+        .version = a->version,
+        .previous_state = c->previous_state,
+        .outcome = &c->outcome,
+        .observation_hash = hash,
+        .observation_changed = !c->previous_state || c->observation_hash != a->observation_hash ||
+                               (p->opts.snapshot_heartbeat > 0 &&
+                                ev_now(p->loop) - a->last_snapshot >= p->opts.snapshot_heartbeat),
+        .raw_response = r->body,
+        .rules_generation = script_rules_generation(c->gen->rt),
+    };
+    p->store->commit(p->store, &pc, on_committed, c);
 }
 
 /* ==================================================================== Response */
@@ -344,8 +694,8 @@ static void on_script_result(poll_ctx *c, const http_response *r)
     const player *pl = player_of(p, c->account);
     script_response sr = {r->status, r->header_names, r->header_values, r->n_headers,
                           r->body, r->body_len};
-    script_account sa = {pl->id, pl->username, player_wallet_for(pl, slot->name), a->state_json};
-    c->previous_state = a->state_json ? strdup(a->state_json) : NULL;
+    script_account sa = {pl->id, pl->username, wallet_of(p, c->account), a->state_json};
+    c->previous_state = copy_string(a->state_json);
     if (script_poll(c->gen->rt, c->script_index, &sa, &sr, &c->outcome) != 0) {
         metrics_record_poll(&p->metrics, slot->metrics, false, r->total_ms);
         log_poll_failure(c, r->status >= 200 && r->status < 300 ? "pool_poll_rejected"
@@ -360,8 +710,7 @@ static void on_script_result(poll_ctx *c, const http_response *r)
         cJSON_AddNumberToObject(f, "response_time_ms", r->total_ms);
         log_emit(LOG_DEBUG, "pool_poll_success", f);
     }
-    poll_commit commit = {pl, slot->name, sa.wallet, c->previous_state, &c->outcome};
-    p->sink->commit(p->sink, &commit, on_committed, c);
+    commit(c, r);
 }
 
 static void on_response(void *user, const http_response *r)
@@ -369,17 +718,15 @@ static void on_response(void *user, const http_response *r)
     poll_ctx *c = user;
     poller *p = c->p;
     pool_metrics *m = p->slots[p->accounts[c->account].slot].metrics;
-    if (!r->ok) {
-        if (strcmp(r->error, "cancelled") == 0) {
-            finish(c, SCHED_NOT_POLLED, 0);
-            return;
-        }
+    if (!r->ok && strcmp(r->error, "cancelled") == 0) {
+        finish(c, SCHED_NOT_POLLED, 0);
+    } else if (!current(c)) {
+        finish(c, SCHED_NOT_POLLED, 0); /* the account went away while we waited */
+    } else if (!r->ok) {
         metrics_record_poll(&p->metrics, m, false, -1);
         log_poll_failure(c, r->timed_out ? "pool_poll_timeout" : "pool_poll_http_error", r->error, 0);
         finish(c, SCHED_POOL_FAIL, 0);
-        return;
-    }
-    if (r->status == 429 || r->status >= 500) {
+    } else if (r->status == 429 || r->status >= 500) {
         metrics_record_poll(&p->metrics, m, false, r->total_ms);
         double retry_after = retry_after_of(r);
         cJSON *f = poll_fields(c);
@@ -388,9 +735,46 @@ static void on_response(void *user, const http_response *r)
             cJSON_AddNumberToObject(f, "retry_after", retry_after);
         log_emit(LOG_WARNING, "pool_poll_http_error", f);
         finish(c, SCHED_POOL_FAIL, retry_after);
+    } else {
+        on_script_result(c, r);
+    }
+}
+
+static void send_request(poll_ctx *c)
+{
+    poller *p = c->p;
+    pool_slot *slot = &p->slots[p->accounts[c->account].slot];
+    char err[1024];
+    script_request req;
+    if (script_request_build(c->gen->rt, c->script_index, wallet_of(p, c->account), &req, err,
+                             sizeof err) != 0) {
+        metrics_record_poll(&p->metrics, slot->metrics, false, -1);
+        log_poll_failure(c, "pool_poll_rejected", err, 0);
+        finish(c, SCHED_FAIL, 0);
         return;
     }
-    on_script_result(c, r);
+    http_request hr = {req.url, (const char *const *)req.headers, req.n_headers, NULL, NULL};
+    int started = p->http ? http_get(p->http, &hr, on_response, c) : -1;
+    script_request_clear(&req);
+    if (started != 0) {
+        metrics_record_poll(&p->metrics, slot->metrics, false, -1);
+        log_poll_failure(c, "pool_poll_http_error", "request could not be started", 0);
+        finish(c, SCHED_FAIL, 0);
+    }
+}
+
+static void on_loaded(void *ctx, bool ok, const stored_account *stored)
+{
+    poll_ctx *c = ctx;
+    if (!current(c)) {
+        finish(c, SCHED_NOT_POLLED, 0);
+    } else if (!ok) {
+        log_poll_failure(c, "account_load_failed", "the account state could not be read", 0);
+        finish(c, SCHED_FAIL, 0);
+    } else {
+        adopt_stored(c, stored);
+        send_request(c);
+    }
 }
 
 static void start_poll(poller *p, uint32_t id)
@@ -400,27 +784,16 @@ static void start_poll(poller *p, uint32_t id)
     poll_ctx *c = calloc(1, sizeof *c);
     c->p = p;
     c->account = id;
+    c->epoch = a->epoch;
     c->gen = p->gen;
     c->gen->refs++;
     c->script_index = slot->script_index;
+    a->in_flight = true;
     p->in_flight++;
-    char err[1024];
-    script_request req;
-    const char *wallet = player_wallet_for(player_of(p, id), slot->name);
-    if (script_request_build(c->gen->rt, c->script_index, wallet, &req, err, sizeof err) != 0) {
-        metrics_record_poll(&p->metrics, slot->metrics, false, -1);
-        log_poll_failure(c, "pool_poll_rejected", err, 0);
-        finish(c, SCHED_FAIL, 0);
-        return;
-    }
-    http_request hr = {req.url, (const char *const *)req.headers, req.n_headers, NULL, NULL};
-    int started = http_get(p->http, &hr, on_response, c);
-    script_request_clear(&req);
-    if (started != 0) {
-        metrics_record_poll(&p->metrics, slot->metrics, false, -1);
-        log_poll_failure(c, "pool_poll_http_error", "request could not be started", 0);
-        finish(c, SCHED_FAIL, 0);
-    }
+    if (a->loaded)
+        send_request(c);
+    else
+        p->store->load(p->store, player_of(p, id)->id, slot->name, on_loaded, c);
 }
 
 /* ================================================================ Life cycle */
@@ -430,7 +803,7 @@ static void on_cycle(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     poller *p = w->data;
-    metrics_log_cycle(&p->metrics, p->players->n);
+    metrics_log_cycle(&p->metrics, p->players_present);
 }
 
 static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
@@ -448,18 +821,18 @@ static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 poller *poller_new(struct ev_loop *loop, const poller_options *opts, script_runtime *rt,
-                   const player_list *players, account_sink *sink)
+                   account_store *store)
 {
     poller *p = calloc(1, sizeof *p);
     p->loop = loop;
     p->opts = *opts;
-    p->players = players;
-    p->sink = sink;
+    p->store = store;
     p->http = http_client_new(loop, &opts->http);
     unsigned long long seed = opts->seed ? opts->seed : (unsigned long long)time(NULL);
     p->sched = scheduler_new(opts->interval, seed);
     metrics_init(&p->metrics);
     p->gen = generation_new(rt);
+    map_pools(p);
     ev_timer_init(&p->wake, on_wake, 0, 0);
     ev_timer_init(&p->cycle, on_cycle, opts->interval, opts->interval);
     ev_timer_init(&p->deadline, on_deadline, opts->shutdown_timeout, 0);
@@ -469,8 +842,9 @@ poller *poller_new(struct ev_loop *loop, const poller_options *opts, script_runt
 
 void poller_start(poller *p)
 {
-    sync_pools(p);
     p->started = true;
+    sync_all(p);
+    log_schedules(p);
     if (!p->opts.once)
         ev_timer_start(p->loop, &p->cycle);
     pump(p);
@@ -497,7 +871,9 @@ void poller_reload(poller *p, script_runtime *rt)
 {
     generation_release(p->gen);
     p->gen = generation_new(rt);
-    sync_pools(p);
+    map_pools(p);
+    sync_all(p);
+    log_schedules(p);
     pump(p);
 }
 
@@ -505,13 +881,22 @@ void poller_free(poller *p)
 {
     if (!p)
         return;
-    http_client_free(p->http); /* cancels what is left; finish() still needs the poller */
+    http_client *http = p->http;
+    p->http = NULL;
+    p->stopping = true;
+    http_client_free(http); /* cancels what is left; finish() still needs the poller */
     ev_timer_stop(p->loop, &p->wake);
     ev_timer_stop(p->loop, &p->cycle);
     ev_timer_stop(p->loop, &p->deadline);
     for (size_t i = 0; i < p->n_accounts; i++)
         free(p->accounts[i].state_json);
     free(p->accounts);
+    for (size_t i = 0; i < p->n_players; i++) {
+        player_clear(&p->players[i].p);
+        free(p->players[i].accounts);
+    }
+    free(p->players);
+    free(p->player_index);
     for (size_t i = 0; i < p->n_slots; i++)
         free(p->slots[i].name);
     generation_release(p->gen);
@@ -521,7 +906,14 @@ void poller_free(poller *p)
 }
 
 const metrics *poller_metrics(const poller *p) { return &p->metrics; }
-size_t poller_account_count(const poller *p) { return p->n_accounts; }
+
+size_t poller_account_count(const poller *p)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < p->n_accounts; i++)
+        n += p->accounts[i].active;
+    return n;
+}
 
 size_t poller_pools_failed_entirely(const poller *p)
 {

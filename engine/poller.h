@@ -18,34 +18,80 @@
 struct ev_loop;
 typedef struct poller poller;
 
-/* What a sink is given for one successful poll. */
+/* An account's durable state as the store has it. */
+typedef struct stored_account {
+    bool found;           /* false: never observed */
+    long long version;    /* compare-and-set guard; 0 when not found */
+    const char *wallet;   /* the wallet `state` belongs to */
+    const char *state;    /* JSON */
+    const char *observation_hash;
+} stored_account;
+
+typedef void (*load_done_fn)(void *ctx, bool ok, const stored_account *stored);
+
+/* What the store is given for one successful poll. */
 typedef struct poll_commit {
     const player *player;
     const char *pool;
     const char *wallet;
+    long long version;          /* what the decision was based on */
     const char *previous_state; /* NULL at the first observation */
     const poll_outcome *outcome;
+    const char *observation_hash; /* of outcome->observation_json */
+    bool observation_changed;     /* a snapshot is due */
+    const char *raw_response;     /* the body, for STORE_RAW_RESPONSES */
+    const char *rules_generation; /* content hash of the rules that decided */
 } poll_commit;
 
-typedef void (*commit_done_fn)(void *ctx, bool ok);
+typedef enum { COMMIT_OK, COMMIT_CONFLICT, COMMIT_FAILED } commit_status;
 
-/* Where successful polls go. commit() calls done exactly once, possibly before returning. */
-typedef struct account_sink {
-    void (*commit)(struct account_sink *self, const poll_commit *c, commit_done_fn done,
+/* On COMMIT_OK `version` is the account's new version; on COMMIT_CONFLICT `current` is what
+ * the store holds now (another engine or an earlier attempt got there first). */
+typedef void (*commit_done_fn)(void *ctx, commit_status status, long long version,
+                               const stored_account *current);
+
+/* Where account state lives. Each function calls its done callback exactly once, possibly
+ * before returning. */
+typedef struct account_store {
+    void (*load)(struct account_store *self, int64_t player_id, const char *pool,
+                 load_done_fn done, void *ctx);
+    void (*commit)(struct account_store *self, const poll_commit *c, commit_done_fn done,
                    void *ctx);
-} account_sink;
+} account_store;
+
+/* The in-memory store of --dry-run and --accounts: every account starts unobserved and a
+ * result is durable as soon as it exists. */
+account_store *account_store_memory(void);
 
 typedef struct poller_options {
     double interval;         /* POLL_INTERVAL_SECONDS */
     double shutdown_timeout; /* seconds to let in-flight polls finish on stop */
     bool once;               /* every account once, as fast as limits allow, then finish */
+    double snapshot_heartbeat; /* SNAPSHOT_HEARTBEAT: snapshot an unchanged observation
+                                  again after this many seconds; 0 = never */
     http_options http;
     unsigned long long seed; /* scheduler jitter; 0 = from the clock */
 } poller_options;
 
-/* `players` and `sink` must outlive the poller. Takes ownership of `rt`. */
+/* `store` must outlive the poller. Takes ownership of `rt`. Players are added with
+ * poller_put_player (before or after start). */
 poller *poller_new(struct ev_loop *loop, const poller_options *opts, script_runtime *rt,
-                   const player_list *players, account_sink *sink);
+                   account_store *store);
+
+/* Adds a player or replaces one with the same id: its accounts are rebuilt (state comes from
+ * the store again, so an unchanged wallet keeps its history and a changed one re-baselines). */
+void poller_put_player(poller *p, const player *pl);
+void poller_remove_player(poller *p, int64_t player_id);
+/* A full refresh: players not put between begin and end are removed. */
+void poller_sweep_begin(poller *p);
+void poller_sweep_end(poller *p);
+size_t poller_player_count(const poller *p);
+
+/* Scale-out: only accounts for which owns() is true are polled. poller_resync() applies a
+ * change of ownership (accounts gained are loaded from the store before their first poll). */
+typedef bool (*account_owner_fn)(void *user, int64_t player_id, const char *pool);
+void poller_set_owner(poller *p, account_owner_fn owns, void *user);
+void poller_resync(poller *p);
 void poller_free(poller *p);
 
 void poller_start(poller *p);

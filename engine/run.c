@@ -1,4 +1,9 @@
-/* The service loop: configuration, players, scripts, the poller and signals.
+/* The service loop: configuration, the account source, scripts, the poller and signals.
+ *
+ * Account sources: `--accounts FILE` (players from JSON, state in memory), or PostgreSQL
+ * from DATABASE_URL (players table, state and awards in the database, several engines
+ * sharing the work). With the database, polling starts once the engine knows its peers and
+ * the players are loaded.
  *
  * SIGTERM/SIGINT stop taking new polls and give the ones in flight SHUTDOWN_TIMEOUT_SECONDS;
  * SIGHUP re-reads the configuration and the scripts and swaps them in only if everything
@@ -8,31 +13,34 @@
 
 #include <ev.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "db.h"
+#include "db_migrate.h"
+#include "db_store.h"
 #include "log.h"
+#include "membership.h"
 #include "players.h"
 #include "poller.h"
 #include "settings.h"
+
+#define LEAVE_TIMEOUT 3.0 /* seconds to flush the last writes to the database at exit */
 
 typedef struct app {
     const run_options *opts;
     config *cfg;
     struct ev_loop *loop;
     poller *poller;
-    player_list players;
+    db *db;
+    db_store *store;
+    membership *members;
+    bool members_known, players_ready, started;
+    int status;
     ev_signal sigterm, sigint, sighup;
 } app;
-
-/* --dry-run and the file account source: a poll's result is durable as soon as it exists. */
-static void commit_in_memory(account_sink *self, const poll_commit *c, commit_done_fn done,
-                             void *ctx)
-{
-    (void)self;
-    (void)c;
-    done(ctx, true);
-}
 
 static void on_finished(void *user)
 {
@@ -46,7 +54,11 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     (void)revents;
     app *a = w->data;
     log_message(LOG_INFO, "shutdown_requested", "signal %d: finishing polls in flight", w->signum);
-    poller_stop(a->poller);
+    if (a->started) {
+        poller_stop(a->poller);
+    } else {
+        ev_break(a->loop, EVBREAK_ALL);
+    }
 }
 
 static void on_reload_signal(struct ev_loop *loop, ev_signal *w, int revents)
@@ -87,20 +99,153 @@ static void watch_signals(app *a)
     ev_signal_start(a->loop, &a->sighup);
 }
 
-static int load_players(app *a)
+static void start_polling(app *a)
 {
-    if (!a->opts->accounts_file) {
-        log_message(LOG_ERROR, "no_account_source",
-                    "give --accounts FILE (players as JSON); the PostgreSQL account source "
-                    "is not part of this build");
-        return -1;
-    }
+    if (a->started)
+        return;
+    a->started = true;
+    log_message(LOG_INFO, "engine_started", "%zu players, mode %s",
+                poller_player_count(a->poller),
+                a->opts->once ? "once" : a->opts->dry_run ? "dry-run" : "run");
+    poller_start(a->poller);
+}
+
+/* ================================================================ Account sources */
+
+static int use_players_file(app *a)
+{
     char err[1024];
-    if (players_load_file(a->opts->accounts_file, &a->players, err, sizeof err) != 0) {
+    player_list players;
+    if (players_load_file(a->opts->accounts_file, &players, err, sizeof err) != 0) {
         log_message(LOG_ERROR, "accounts_invalid", "%s", err);
         return -1;
     }
+    for (size_t i = 0; i < players.n; i++)
+        poller_put_player(a->poller, &players.items[i]);
+    player_list_free(&players);
+    start_polling(a);
     return 0;
+}
+
+static void on_members_changed(void *user)
+{
+    app *a = user;
+    a->members_known = true;
+    if (a->started)
+        poller_resync(a->poller);
+    else if (a->players_ready)
+        start_polling(a);
+}
+
+static void on_players_ready(void *user, bool ok)
+{
+    app *a = user;
+    if (!ok)
+        return; /* retried by the periodic refresh; polling waits for a full load */
+    a->players_ready = true;
+    if (a->members_known)
+        start_polling(a);
+}
+
+static void default_engine_id(const config *cfg, char *buf, size_t len)
+{
+    const char *id = config_string(cfg, CFG_ENGINE_ID);
+    if (id[0]) {
+        snprintf(buf, len, "%s", id);
+        return;
+    }
+    char host[64] = "engine";
+    gethostname(host, sizeof host - 1);
+    snprintf(buf, len, "%s-%ld", host, (long)getpid());
+}
+
+/* Migrates, connects and creates the store; the poller does not exist yet. */
+static int open_database(app *a)
+{
+    const config *cfg = a->cfg;
+    const char *url = config_string(cfg, CFG_DATABASE_URL);
+    if (!url[0]) {
+        log_message(LOG_ERROR, "no_account_source",
+                    "set DATABASE_URL (PostgreSQL) or give --accounts FILE (players as JSON)");
+        return -1;
+    }
+    char err[1024];
+    int applied;
+    if (migrate_database(url, config_bool(cfg, CFG_AUTO_MIGRATE), &applied, err, sizeof err) != 0) {
+        log_message(LOG_ERROR, "database_schema", "%s", err);
+        return -1;
+    }
+    if (applied)
+        log_message(LOG_INFO, "database_migrated", "%d migration(s) applied", applied);
+    db_options dbo = {.conninfo = url, .connections = (int)config_int(cfg, CFG_DB_POOL_SIZE)};
+    a->db = db_new(a->loop, &dbo);
+    if (!a->db)
+        return -1;
+    double interval = (double)config_int(cfg, CFG_POLL_INTERVAL_SECONDS);
+    db_store_options so = {
+        .store_raw_responses = config_bool(cfg, CFG_STORE_RAW_RESPONSES),
+        .touch_flush_seconds = 1.0,
+        .refresh_seconds = interval * 10 > 300 ? interval * 10 : 300,
+        .snapshot_retention_days = (int)config_int(cfg, CFG_SNAPSHOT_RETENTION_DAYS),
+    };
+    a->store = db_store_new(a->loop, a->db, &so);
+    return 0;
+}
+
+/* Joins the engines sharing the database and follows the players table. */
+static int follow_database(app *a)
+{
+    char id[160];
+    default_engine_id(a->cfg, id, sizeof id);
+    double interval = (double)config_int(a->cfg, CFG_POLL_INTERVAL_SECONDS);
+    /* Dead after 3/4 of an interval, heartbeat every 1/4: a dead engine's accounts are
+     * reassigned within one interval and polled within the next. */
+    a->members = membership_new(a->loop, a->db, id, interval / 4 > 1 ? interval / 4 : 1,
+                                interval * 0.75 > 3 ? interval * 0.75 : 3);
+    membership_on_change(a->members, on_members_changed, a);
+    poller_set_owner(a->poller, membership_owns, a->members);
+    db_store_follow_players(a->store, a->poller, on_players_ready, a);
+    return 0;
+}
+
+/* ====================================================================== Shutdown */
+
+static void on_leave_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)w;
+    (void)revents;
+    ev_break(loop, EVBREAK_ONE);
+}
+
+static void on_leave_check(struct ev_loop *loop, ev_check *w, int revents)
+{
+    (void)revents;
+    app *a = w->data;
+    if (db_queued(a->db) == 0 && db_in_flight(a->db) == 0)
+        ev_break(loop, EVBREAK_ONE);
+}
+
+/* Last writes (batched timestamps, leaving the membership) get a moment to reach the
+ * database before the connections close. */
+static void close_database(app *a)
+{
+    if (!a->db)
+        return;
+    membership_free(a->members);
+    db_store_free(a->store);
+    a->members = NULL;
+    a->store = NULL;
+    ev_timer timeout;
+    ev_check check;
+    ev_timer_init(&timeout, on_leave_timeout, LEAVE_TIMEOUT, 0);
+    ev_check_init(&check, on_leave_check);
+    check.data = a;
+    ev_timer_start(a->loop, &timeout);
+    ev_check_start(a->loop, &check);
+    ev_run(a->loop, 0);
+    ev_timer_stop(a->loop, &timeout);
+    ev_check_stop(a->loop, &check);
+    db_free(a->db);
 }
 
 static void log_summary(const app *a)
@@ -108,42 +253,65 @@ static void log_summary(const app *a)
     cJSON *f = cJSON_CreateObject();
     cJSON_AddNumberToObject(f, "accounts", (double)poller_account_count(a->poller));
     cJSON_AddItemToObject(f, "metrics", metrics_to_json(poller_metrics(a->poller)));
+    if (a->store)
+        cJSON_AddNumberToObject(f, "database_statements", (double)db_store_statements(a->store));
     log_emit(LOG_INFO, a->opts->once ? "single_cycle_complete" : "engine_stopped", f);
 }
 
 int run_engine(const run_options *opts, config *cfg)
 {
-    app a = {.opts = opts, .cfg = cfg, .loop = EV_DEFAULT};
-    if (load_players(&a) != 0) {
-        config_free(cfg);
-        return 1;
-    }
-    script_runtime *rt = settings_load_scripts(cfg, opts->pools_dir, opts->scripts_dir, false);
+    app a = {.opts = opts, .cfg = cfg, .loop = EV_DEFAULT, .status = 0};
+    bool file = opts->accounts_file != NULL;
+    script_runtime *rt = NULL;
+    if (file || open_database(&a) == 0)
+        rt = settings_load_scripts(cfg, opts->pools_dir, opts->scripts_dir, false);
     if (!rt) {
-        player_list_free(&a.players);
+        close_database(&a);
         config_free(cfg);
         return 1;
     }
     poller_options po = {.interval = (double)config_int(cfg, CFG_POLL_INTERVAL_SECONDS),
                          .shutdown_timeout = config_number(cfg, CFG_SHUTDOWN_TIMEOUT_SECONDS),
-                         .once = opts->once};
+                         .once = opts->once,
+                         .snapshot_heartbeat = (double)config_int(cfg, CFG_SNAPSHOT_HEARTBEAT)};
     settings_http_options(cfg, &po.http);
-    account_sink sink = {commit_in_memory};
-    a.poller = poller_new(a.loop, &po, rt, &a.players, &sink);
+    a.poller = poller_new(a.loop, &po, rt,
+                          file ? account_store_memory() : db_store_accounts(a.store));
     poller_on_finished(a.poller, on_finished, &a);
     watch_signals(&a);
-    log_message(LOG_INFO, "engine_started", "%zu players, mode %s", a.players.n,
-                opts->once ? "once" : opts->dry_run ? "dry-run" : "run");
-    poller_start(a.poller);
-    ev_run(a.loop, 0);
-    log_summary(&a);
-    int status = opts->once && poller_pools_failed_entirely(a.poller) ? 1 : 0;
+    int rc = file ? use_players_file(&a) : follow_database(&a);
+    if (rc == 0) {
+        ev_run(a.loop, 0);
+        log_summary(&a);
+        a.status = opts->once && poller_pools_failed_entirely(a.poller) ? 1 : 0;
+    } else {
+        a.status = 1;
+    }
     ev_signal_stop(a.loop, &a.sigterm);
     ev_signal_stop(a.loop, &a.sigint);
     ev_signal_stop(a.loop, &a.sighup);
     poller_free(a.poller);
-    player_list_free(&a.players);
+    close_database(&a);
     ev_loop_destroy(a.loop);
     config_free(a.cfg);
-    return status;
+    return a.status;
+}
+
+int run_migrate(config *cfg)
+{
+    const char *url = config_string(cfg, CFG_DATABASE_URL);
+    char err[1024];
+    int applied = 0;
+    int rc = -1;
+    if (!url[0])
+        snprintf(err, sizeof err, "DATABASE_URL is not set");
+    else
+        rc = migrate_database(url, true, &applied, err, sizeof err);
+    if (rc != 0)
+        fprintf(stderr, "m2p-engine: %s\n", err);
+    else
+        printf("schema at version %d (%d migration(s) applied)\n", migrate_latest_version(),
+               applied);
+    config_free(cfg);
+    return rc == 0 ? 0 : 1;
 }

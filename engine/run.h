@@ -15,7 +15,10 @@ typedef struct run_options {
     bool dry_run;
 } run_options;
 
-/* Runs until done; returns the process exit status. */
+/* Runs until done; returns the process exit status. Takes ownership of cfg. */
 int run_engine(const run_options *opts, config *cfg);
+
+/* --migrate: applies pending schema migrations and exits. Takes ownership of cfg. */
+int run_migrate(config *cfg);
 
 #endif

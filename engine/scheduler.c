@@ -375,3 +375,25 @@ void scheduler_pool_status(const scheduler *s, unsigned pool, sched_pool_status 
 }
 
 size_t scheduler_in_flight(const scheduler *s) { return s->in_flight; }
+
+size_t scheduler_queued(const scheduler *s)
+{
+    size_t n = 0;
+    for (unsigned i = 0; i < s->n_pools; i++)
+        n += s->pools[i].heap_len;
+    return n;
+}
+
+size_t scheduler_drain(scheduler *s, unsigned pool, uint32_t *out, size_t max)
+{
+    if (pool >= s->n_pools)
+        return 0;
+    sched_pool *p = &s->pools[pool];
+    size_t n = 0;
+    while (p->heap_len > 0 && n < max) {
+        uint32_t id = p->heap[0];
+        out[n++] = id;
+        scheduler_remove(s, id);
+    }
+    return n;
+}

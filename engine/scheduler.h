@@ -73,5 +73,10 @@ void scheduler_set_base_interval(scheduler *s, double base_interval);
 
 void scheduler_pool_status(const scheduler *s, unsigned pool, sched_pool_status *out);
 size_t scheduler_in_flight(const scheduler *s);
+/* Accounts waiting in the queues (not in flight). */
+size_t scheduler_queued(const scheduler *s);
+/* Removes every queued account of `pool` (for --once when a pool's breaker opened); writes
+ * their ids to `out` (capacity `max`) and returns how many were removed. */
+size_t scheduler_drain(scheduler *s, unsigned pool, uint32_t *out, size_t max);
 
 #endif

@@ -14,6 +14,8 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +46,8 @@ struct script_runtime {
     size_t n_pools;
     char **load_errors;
     size_t n_load_errors;
+    uint64_t rules_hash;
+    char rules_generation[17];
 };
 
 void script_options_defaults(script_options *o)
@@ -286,6 +290,13 @@ static int load_entry(lua_State *L)
     return 0;
 }
 
+static uint64_t fnv1a(uint64_t h, const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 0x100000001b3ULL;
+    return h;
+}
+
 static int load_script(script_runtime *rt, const char *path, const char *extra,
                        script_pool *pool, char *err, size_t errlen)
 {
@@ -293,6 +304,8 @@ static int load_script(script_runtime *rt, const char *path, const char *extra,
     char *source = read_file(path, &len, err, errlen);
     if (!source)
         return -1;
+    if (!pool)
+        rt->rules_hash = fnv1a(rt->rules_hash, source, len);
     struct load_call call = {path, source, extra, len, pool != NULL, pool};
     int rc = run_protected(rt, load_entry, &call, err, errlen);
     free(source);
@@ -353,6 +366,7 @@ static int load_pools(script_runtime *rt, char *err, size_t errlen)
 
 static int load_rules(script_runtime *rt, char *err, size_t errlen)
 {
+    rt->rules_hash = 0xcbf29ce484222325ULL;
     static const char *const kinds[] = {"convert", "rewards"};
     for (size_t i = 0; i < 2; i++) {
         char path[4096];
@@ -360,8 +374,11 @@ static int load_rules(script_runtime *rt, char *err, size_t errlen)
         if (load_script(rt, path, kinds[i], NULL, err, errlen) != 0)
             return -1;
     }
+    snprintf(rt->rules_generation, sizeof rt->rules_generation, "%016" PRIx64, rt->rules_hash);
     return 0;
 }
+
+const char *script_rules_generation(const script_runtime *rt) { return rt->rules_generation; }
 
 /* Loads the embedded prelude and pipeline; the pipeline table is kept in the registry. */
 static int boot_entry(lua_State *L)

@@ -115,6 +115,10 @@ void poll_outcome_clear(poll_outcome *out);
 int script_to_advc(script_runtime *rt, int pool, double amount, double *advc, char *err,
                    size_t errlen);
 
+/* Content hash (16 hex digits) of the rules this generation decides with (convert.lua and
+ * rewards.lua): recorded with every award. */
+const char *script_rules_generation(const script_runtime *rt);
+
 /* Lua memory in use, bytes (for metrics and tests). */
 size_t script_memory_used(const script_runtime *rt);
 

@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +151,7 @@ static bool held_suspend(struct MHD_Connection *c, struct req *r) {
   r->hnext = h_head;
   h_head = r;
   h_suspended++;
+  stats_held(r->pool, 1);
   MHD_suspend_connection(c);
   pthread_cond_signal(&h_cond);
   pthread_mutex_unlock(&h_lock);
@@ -159,7 +161,7 @@ static bool held_suspend(struct MHD_Connection *c, struct req *r) {
 /* Called on the MHD side once a held request is seen again (handler after resume, or the
  * completion callback). Returns whether the connection must be dropped without an answer. */
 static bool held_done(struct req *r) {
-  bool drop = false;
+  bool drop = false, was_held = false;
   pthread_mutex_lock(&h_lock);
   if (r->state == RS_HELD) {
     if (r->in_list) { /* only possible if MHD gave up on a suspended connection itself */
@@ -171,8 +173,10 @@ static bool held_done(struct req *r) {
     r->state = RS_DONE;
     h_suspended--;
     drop = r->drop;
+    was_held = true;
   }
   pthread_mutex_unlock(&h_lock);
+  if (was_held) stats_held(r->pool, -1);
   return drop;
 }
 
@@ -456,8 +460,9 @@ static enum MHD_Result ctl_fault(struct MHD_Connection *c) {
       snprintf(spec.retry_after, sizeof spec.retry_after, "%" PRId64, ra);
     }
     for (int p = first; p <= last; p++) faults_add(p, &spec);
-    sim_log("fault %s on %s (count=%" PRId64 " rate=%g ms=%" PRId64 " code=%d)", kind_name, pool_name,
-            spec.count, spec.rate, spec.ms, spec.code);
+    sim_log("fault %s on %s (count=%" PRId64 " rate=%g ms=%" PRId64 " code=%d retry_after=%s)", kind_name,
+            pool_name, spec.count, spec.rate, spec.ms, spec.kind == F_STATUS ? spec.code : 0,
+            spec.retry_after[0] ? spec.retry_after : "-");
   }
   cJSON *o = cJSON_CreateObject();
   cJSON_AddBoolToObject(o, "ok", 1);
@@ -570,7 +575,10 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum 
   (void)toe;
   struct req *r = *con_cls;
   if (!r) return;
-  held_done(r);
+  if (r->state == RS_HELD) { /* closed before the handler saw it again */
+    held_done(r);
+    stats_dropped(r->pool);
+  }
   free(r->uri);
   free(r);
   *con_cls = NULL;
@@ -597,7 +605,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
   }
   if (r->state == RS_HELD) { /* resumed after a latency or timeout fault */
     bool drop = held_done(r);
-    if (drop || r->fault.kind == F_TIMEOUT) return MHD_NO;
+    if (drop || r->fault.kind == F_TIMEOUT) {
+      stats_dropped(r->pool);
+      return MHD_NO;
+    }
     return serve_pool(c, r, url);
   }
   if (r->state != RS_NEW) return MHD_NO;
@@ -616,7 +627,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
   faults_pick(r->pool, &r->fault);
   if (r->fault.kind == F_LATENCY || r->fault.kind == F_TIMEOUT) {
     if (held_suspend(c, r)) return MHD_YES;
-    if (r->fault.kind == F_TIMEOUT) return MHD_NO; /* shutting down */
+    if (r->fault.kind == F_TIMEOUT) { /* shutting down */
+      stats_dropped(r->pool);
+      return MHD_NO;
+    }
   }
   return serve_pool(c, r, url);
 }
@@ -628,16 +642,28 @@ static void panic_cb(void *cls, const char *file, unsigned int line, const char 
   abort();
 }
 
+/* MHD's own error messages, minus the one it prints whenever the handler drops a connection on
+ * purpose (timeout faults, shutdown). */
+static void mhd_logger(void *cls, const char *fmt, va_list ap) {
+  (void)cls;
+  if (g_cfg.quiet || strncmp(fmt, "Application reported internal error", 35) == 0) return;
+  char buf[512];
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  size_t n = strlen(buf);
+  while (n && buf[n - 1] == '\n') buf[--n] = '\0';
+  fprintf(stderr, "m2p-sim: libmicrohttpd: %s\n", buf);
+}
+
 #define COMMON_OPTIONS                                                                       \
   MHD_OPTION_LISTEN_SOCKET, (MHD_socket)listen_fd, MHD_OPTION_URI_LOG_CALLBACK, uri_logger,   \
       NULL, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,     \
-      (unsigned int)120, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)10000
+      (unsigned int)120, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)10000, MHD_OPTION_EXTERNAL_LOGGER,   \
+      mhd_logger, NULL
 
 struct MHD_Daemon *server_start(int listen_fd) {
   MHD_set_panic_func(panic_cb, NULL);
   if (held_start() != 0) return NULL;
-  unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME;
-  if (!g_cfg.quiet) flags |= MHD_USE_ERROR_LOG;
+  unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
   struct MHD_Daemon *d;
   if (g_cfg.threads > 1)
     d = MHD_start_daemon(flags, 0, NULL, NULL, handler, NULL, COMMON_OPTIONS, MHD_OPTION_THREAD_POOL_SIZE,

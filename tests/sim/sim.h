@@ -123,6 +123,8 @@ cJSON *faults_json(int pool);
 void stats_arrival(int pool); /* pool or POOL_OTHER */
 void stats_status(int pool, unsigned code);
 void stats_rate_limited(void);
+void stats_held(int pool, int delta); /* connections suspended by latency/timeout faults */
+void stats_dropped(int pool);         /* requests closed without an answer */
 cJSON *stats_json(void);
 cJSON *requests_json(int pool, int64_t since_ms);
 

@@ -80,6 +80,8 @@ struct pool_stats {
   uint64_t faults_served;
   uint64_t by_fault[F_KIND_COUNT];
   uint64_t rate_limited;
+  int64_t held;     /* suspended right now (latency/timeout faults) */
+  uint64_t dropped; /* closed without an answer (timeout faults, shutdown) */
 };
 
 struct ratelimit_entry {
@@ -124,7 +126,11 @@ void state_reset(void) {
     faults_clear_locked(p);
     ring_total[p] = 0;
   }
-  memset(stats, 0, sizeof stats);
+  for (int p = 0; p <= POOL_COUNT; p++) { /* connections held right now stay counted */
+    int64_t held = stats[p].held;
+    memset(&stats[p], 0, sizeof stats[p]);
+    stats[p].held = held;
+  }
   ratelimit_n = 0;
   pthread_mutex_unlock(&lock);
 }
@@ -234,6 +240,18 @@ void stats_status(int pool, unsigned code) {
   pthread_mutex_unlock(&lock);
 }
 
+void stats_held(int pool, int delta) {
+  pthread_mutex_lock(&lock);
+  stats[pool].held += delta;
+  pthread_mutex_unlock(&lock);
+}
+
+void stats_dropped(int pool) {
+  pthread_mutex_lock(&lock);
+  stats[pool].dropped++;
+  pthread_mutex_unlock(&lock);
+}
+
 void stats_rate_limited(void) {
   pthread_mutex_lock(&lock);
   stats[POOL_ZPOOL].rate_limited++;
@@ -254,6 +272,8 @@ static cJSON *one_pool_stats(const struct pool_stats *s) {
   cJSON *bf = cJSON_AddObjectToObject(o, "by_fault");
   for (int k = 1; k < F_KIND_COUNT; k++)
     if (s->by_fault[k]) cJSON_AddNumberToObject(bf, fault_kind_names[k], (double)s->by_fault[k]);
+  cJSON_AddNumberToObject(o, "held", (double)s->held);
+  cJSON_AddNumberToObject(o, "dropped", (double)s->dropped);
   return o;
 }
 

@@ -1,0 +1,507 @@
+/* Players, account state and poll commits in PostgreSQL (see db_store.h).
+ *
+ * Statements per poll: a poll that changed something (an award, a new observation, new rule
+ * state) is one statement, SELECT m2p_commit_poll(...). A poll that changed nothing only
+ * needs last_success updated; those are collected and written together every
+ * touch_flush_seconds with one UPDATE over unnest()ed arrays.
+ */
+#include "db_store.h"
+
+#include <ev.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "log.h"
+
+#define PLAYERS_PAGE "5000"
+#define TOUCH_BATCH_MAX 5000
+
+static const char *const SQL_PLAYERS_PAGE =
+    "SELECT p.id, p.username, p.wallet_address,"
+    " coalesce((SELECT json_object_agg(w.pool_name, w.wallet ORDER BY w.pool_name)"
+    "           FROM m2p_player_wallets w WHERE w.player_id = p.id)::text, '{}'), true"
+    " FROM players p WHERE p.verified AND p.active AND p.id > $1::int"
+    " ORDER BY p.id LIMIT " PLAYERS_PAGE;
+
+static const char *const SQL_PLAYER =
+    "SELECT p.id, p.username, p.wallet_address,"
+    " coalesce((SELECT json_object_agg(w.pool_name, w.wallet ORDER BY w.pool_name)"
+    "           FROM m2p_player_wallets w WHERE w.player_id = p.id)::text, '{}'),"
+    " p.verified AND p.active"
+    " FROM players p WHERE p.id = $1::int";
+
+static const char *const SQL_ACCOUNT =
+    "SELECT version, wallet, state::text, observation_hash FROM m2p_accounts"
+    " WHERE player_id = $1::int AND pool_name = $2";
+
+static const char *const SQL_COMMIT =
+    "SELECT m2p_commit_poll($1::int, $2, $3, $4::bigint, $5::jsonb, $6, $7::jsonb, $8::jsonb,"
+    " $9)";
+
+static const char *const SQL_PRUNE =
+    "DELETE FROM pool_snapshots WHERE id IN (SELECT id FROM pool_snapshots"
+    " WHERE snapshot_time < now() - make_interval(days => $1::int) LIMIT 1000)";
+
+static const char *const SQL_TOUCH =
+    "UPDATE m2p_accounts a SET last_success = now(), last_attempt = now(), failures = 0"
+    " FROM unnest($1::int[], $2::text[]) AS t(player_id, pool_name)"
+    " WHERE a.player_id = t.player_id AND a.pool_name = t.pool_name";
+
+struct db_store {
+    account_store accounts; /* first: the poller's view of this store */
+    struct ev_loop *loop;
+    db *db;
+    db_store_options opts;
+    unsigned long long statements;
+    /* players */
+    poller *poller;
+    void (*ready)(void *, bool);
+    void *ready_user;
+    bool loading, loaded_once;
+    ev_timer refresh;
+    /* unchanged polls waiting to be written */
+    char *touch_ids, *touch_pools;
+    size_t touch_n, touch_ids_len, touch_pools_len;
+    ev_timer touch_timer;
+    ev_timer prune_timer;
+    char retention_days[16];
+};
+
+static int query(db_store *s, const char *sql, int n, const char *const *params,
+                 db_done_fn done, void *user)
+{
+    s->statements++;
+    return db_query(s->db, sql, n, params, done, user);
+}
+
+/* ====================================================================== Players */
+
+/* One row of SQL_PLAYERS_PAGE / SQL_PLAYER as a player; false for a row to ignore. */
+static bool row_player(const db_result *r, int row, player *out)
+{
+    memset(out, 0, sizeof *out);
+    out->id = strtoll(db_value(r, row, 0), NULL, 10);
+    out->username = strdup(db_value(r, row, 1));
+    out->wallet = db_is_null(r, row, 2) ? NULL : strdup(db_value(r, row, 2));
+    cJSON *wallets = cJSON_Parse(db_value(r, row, 3));
+    int n = cJSON_IsObject(wallets) ? cJSON_GetArraySize(wallets) : 0;
+    out->wallets = n ? calloc((size_t)n, sizeof *out->wallets) : NULL;
+    for (const cJSON *w = n ? wallets->child : NULL; w; w = w->next) {
+        if (!cJSON_IsString(w))
+            continue;
+        out->wallets[out->n_wallets].pool = strdup(w->string);
+        out->wallets[out->n_wallets++].wallet = strdup(w->valuestring);
+    }
+    cJSON_Delete(wallets);
+    return strcmp(db_value(r, row, 4), "t") == 0;
+}
+
+static void put_rows(db_store *s, const db_result *r)
+{
+    for (int i = 0; i < r->rows; i++) {
+        player pl;
+        if (row_player(r, i, &pl))
+            poller_put_player(s->poller, &pl);
+        else
+            poller_remove_player(s->poller, pl.id);
+        player_list one = {&pl, 1};
+        player_list_free_items(&one);
+    }
+}
+
+static void load_page(db_store *s, const char *after);
+
+static void finish_load(db_store *s, bool ok)
+{
+    s->loading = false;
+    if (ok)
+        poller_sweep_end(s->poller);
+    if (!s->loaded_once && s->ready) {
+        if (ok)
+            s->loaded_once = true;
+        s->ready(s->ready_user, ok);
+    }
+}
+
+static void on_page(void *user, const db_result *r)
+{
+    db_store *s = user;
+    if (!r->ok) {
+        log_message(LOG_WARNING, "players_refresh_failed", "%s", r->error);
+        finish_load(s, false);
+        return;
+    }
+    put_rows(s, r);
+    if (r->rows < atoi(PLAYERS_PAGE)) {
+        finish_load(s, true);
+        return;
+    }
+    char last[32];
+    snprintf(last, sizeof last, "%s", db_value(r, r->rows - 1, 0));
+    load_page(s, last);
+}
+
+static void load_page(db_store *s, const char *after)
+{
+    const char *params[] = {after};
+    if (query(s, SQL_PLAYERS_PAGE, 1, params, on_page, s) != 0)
+        finish_load(s, false);
+}
+
+static void refresh_players(db_store *s)
+{
+    if (s->loading)
+        return;
+    s->loading = true;
+    poller_sweep_begin(s->poller);
+    load_page(s, "0");
+}
+
+typedef struct player_call {
+    db_store *s;
+    long long id;
+} player_call;
+
+static void on_player(void *user, const db_result *r)
+{
+    player_call *c = user;
+    if (!r->ok)
+        log_message(LOG_WARNING, "player_refresh_failed", "%s", r->error);
+    else if (r->rows == 0)
+        poller_remove_player(c->s->poller, c->id); /* deleted */
+    else
+        put_rows(c->s, r); /* unchanged players are left alone by the poller */
+    free(c);
+}
+
+/* NOTIFY m2p_players '<id>' from the trigger: re-read that player. payload NULL: the
+ * subscription (re)started, and what was sent while it was down is lost: refresh all. */
+static void on_player_changed(void *user, const char *channel, const char *payload)
+{
+    (void)channel;
+    db_store *s = user;
+    if (!payload) {
+        if (s->poller && s->loaded_once)
+            refresh_players(s);
+        return;
+    }
+    char *end;
+    long long id = strtoll(payload, &end, 10);
+    if (end == payload || *end || id <= 0 || !s->poller)
+        return;
+    player_call *c = malloc(sizeof *c);
+    c->s = s;
+    c->id = id;
+    const char *params[] = {payload};
+    if (query(s, SQL_PLAYER, 1, params, on_player, c) != 0)
+        free(c);
+}
+
+static void on_refresh_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    refresh_players(w->data);
+}
+
+void db_store_follow_players(db_store *s, poller *p, void (*ready)(void *, bool), void *user)
+{
+    s->poller = p;
+    s->ready = ready;
+    s->ready_user = user;
+    db_listen(s->db, "m2p_players", on_player_changed, s);
+    ev_timer_start(s->loop, &s->refresh);
+    refresh_players(s);
+}
+
+/* ================================================================ Account state */
+
+typedef struct account_call {
+    db_store *s;
+    load_done_fn load_done;
+    commit_done_fn commit_done;
+    void *ctx;
+    char player[24];
+    char pool[64];
+} account_call;
+
+static void stored_from_row(const db_result *r, stored_account *out)
+{
+    memset(out, 0, sizeof *out);
+    if (r->rows == 0)
+        return;
+    out->found = true;
+    out->version = strtoll(db_value(r, 0, 0), NULL, 10);
+    out->wallet = db_value(r, 0, 1);
+    out->state = db_value(r, 0, 2);
+    out->observation_hash = db_is_null(r, 0, 3) ? NULL : db_value(r, 0, 3);
+}
+
+static void on_account(void *user, const db_result *r)
+{
+    account_call *c = user;
+    stored_account stored;
+    if (r->ok)
+        stored_from_row(r, &stored);
+    c->load_done(c->ctx, r->ok, &stored);
+    free(c);
+}
+
+static account_call *new_call(db_store *s, int64_t player_id, const char *pool, void *ctx)
+{
+    account_call *c = calloc(1, sizeof *c);
+    c->s = s;
+    c->ctx = ctx;
+    snprintf(c->player, sizeof c->player, "%lld", (long long)player_id);
+    snprintf(c->pool, sizeof c->pool, "%s", pool);
+    return c;
+}
+
+static void store_load(account_store *self, int64_t player_id, const char *pool,
+                       load_done_fn done, void *ctx)
+{
+    db_store *s = (db_store *)self;
+    account_call *c = new_call(s, player_id, pool, ctx);
+    c->load_done = done;
+    const char *params[] = {c->player, c->pool};
+    if (query(s, SQL_ACCOUNT, 2, params, on_account, c) != 0) {
+        free(c);
+        done(ctx, false, NULL);
+    }
+}
+
+/* ====================================================================== Commits */
+
+static void on_conflict_reload(void *user, const db_result *r)
+{
+    account_call *c = user;
+    stored_account stored;
+    if (r->ok) {
+        stored_from_row(r, &stored);
+        c->commit_done(c->ctx, COMMIT_CONFLICT, stored.version, &stored);
+    } else {
+        c->commit_done(c->ctx, COMMIT_FAILED, 0, NULL);
+    }
+    free(c);
+}
+
+static void on_commit(void *user, const db_result *r)
+{
+    account_call *c = user;
+    if (!r->ok) {
+        log_message(LOG_WARNING, "commit_failed", "%s", r->error);
+        c->commit_done(c->ctx, COMMIT_FAILED, 0, NULL);
+        free(c);
+    } else if (r->rows == 1 && !db_is_null(r, 0, 0)) {
+        c->commit_done(c->ctx, COMMIT_OK, strtoll(db_value(r, 0, 0), NULL, 10), NULL);
+        free(c);
+    } else {
+        const char *params[] = {c->player, c->pool};
+        if (query(c->s, SQL_ACCOUNT, 2, params, on_conflict_reload, c) != 0) {
+            c->commit_done(c->ctx, COMMIT_FAILED, 0, NULL);
+            free(c);
+        }
+    }
+}
+
+/* The payout counter an award moved: paid, else paid24h (NULL for payouts by tx id). */
+static cJSON *counter_of(const char *observation_json)
+{
+    cJSON *obs = observation_json ? cJSON_Parse(observation_json) : NULL;
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(obs, "paid");
+    if (!cJSON_IsNumber(v))
+        v = cJSON_GetObjectItemCaseSensitive(obs, "paid24h");
+    cJSON *out = cJSON_IsNumber(v) ? cJSON_CreateNumber(v->valuedouble) : cJSON_CreateNull();
+    cJSON_Delete(obs);
+    return out;
+}
+
+static char *awards_json(const poll_commit *pc)
+{
+    cJSON *list = cJSON_CreateArray();
+    for (size_t i = 0; i < pc->outcome->n_awards; i++) {
+        const award *a = &pc->outcome->awards[i];
+        char advc[64], ap[64];
+        snprintf(advc, sizeof advc, "%.8f", a->advc); /* exact decimals for NUMERIC */
+        snprintf(ap, sizeof ap, "%.8f", a->ap);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "key", a->key);
+        cJSON_AddStringToObject(o, "advc", advc);
+        cJSON_AddStringToObject(o, "ap", ap);
+        cJSON_AddStringToObject(o, "reason", a->reason);
+        cJSON_AddItemToObject(o, "previous_paid", counter_of(pc->previous_state));
+        cJSON_AddItemToObject(o, "current_paid", counter_of(pc->outcome->observation_json));
+        cJSON_AddItemToArray(list, o);
+    }
+    char *text = cJSON_PrintUnformatted(list);
+    cJSON_Delete(list);
+    return text;
+}
+
+static char *snapshot_json(const db_store *s, const poll_commit *pc)
+{
+    if (!pc->observation_changed)
+        return NULL;
+    cJSON *obs = cJSON_Parse(pc->outcome->observation_json);
+    if (s->opts.store_raw_responses && pc->raw_response)
+        cJSON_AddStringToObject(obs, "raw_response", pc->raw_response);
+    char *text = cJSON_PrintUnformatted(obs);
+    cJSON_Delete(obs);
+    return text;
+}
+
+/* ------------------------------------------------------------- unchanged polls */
+
+static void on_touch(void *user, const db_result *r)
+{
+    (void)user;
+    if (!r->ok)
+        log_message(LOG_WARNING, "touch_failed", "%s", r->error); /* only timestamps lost */
+}
+
+static void flush_touches(db_store *s)
+{
+    if (!s->touch_n)
+        return;
+    char *ids = malloc(s->touch_ids_len + 3), *pools = malloc(s->touch_pools_len + 3);
+    snprintf(ids, s->touch_ids_len + 3, "{%s}", s->touch_ids);
+    snprintf(pools, s->touch_pools_len + 3, "{%s}", s->touch_pools);
+    const char *params[] = {ids, pools};
+    query(s, SQL_TOUCH, 2, params, on_touch, s);
+    free(ids);
+    free(pools);
+    s->touch_n = s->touch_ids_len = s->touch_pools_len = 0;
+    s->touch_ids[0] = s->touch_pools[0] = '\0';
+}
+
+static void append(char **buf, size_t *len, const char *text)
+{
+    size_t n = strlen(text);
+    *buf = realloc(*buf, *len + n + 2);
+    if (*len)
+        (*buf)[(*len)++] = ',';
+    memcpy(*buf + *len, text, n + 1);
+    *len += n;
+}
+
+static void touch(db_store *s, const poll_commit *pc)
+{
+    char id[24], pool[80];
+    snprintf(id, sizeof id, "%lld", (long long)pc->player->id);
+    /* Pool names are [A-Za-z0-9_-] (checked when a script loads): safe inside quotes. */
+    snprintf(pool, sizeof pool, "\"%s\"", pc->pool);
+    append(&s->touch_ids, &s->touch_ids_len, id);
+    append(&s->touch_pools, &s->touch_pools_len, pool);
+    if (++s->touch_n >= TOUCH_BATCH_MAX)
+        flush_touches(s);
+}
+
+static void on_touch_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    flush_touches(w->data);
+}
+
+static bool unchanged(const poll_commit *pc)
+{
+    return pc->version > 0 && pc->outcome->n_awards == 0 && !pc->observation_changed &&
+           pc->previous_state && strcmp(pc->previous_state, pc->outcome->state_json) == 0;
+}
+
+static void store_commit(account_store *self, const poll_commit *pc, commit_done_fn done,
+                         void *ctx)
+{
+    db_store *s = (db_store *)self;
+    if (unchanged(pc)) {
+        touch(s, pc);
+        done(ctx, COMMIT_OK, pc->version, NULL);
+        return;
+    }
+    account_call *c = new_call(s, pc->player->id, pc->pool, ctx);
+    c->commit_done = done;
+    char version[24];
+    snprintf(version, sizeof version, "%lld", pc->version);
+    char *awards = awards_json(pc), *snapshot = snapshot_json(s, pc);
+    const char *params[] = {c->player, pc->pool, pc->wallet, version, pc->outcome->state_json,
+                            pc->observation_hash, snapshot, awards, pc->rules_generation};
+    int rc = query(s, SQL_COMMIT, 9, params, on_commit, c);
+    free(awards);
+    free(snapshot);
+    if (rc != 0) {
+        free(c);
+        done(ctx, COMMIT_FAILED, 0, NULL);
+    }
+}
+
+/* ============================================================ Snapshot retention */
+
+static void prune(db_store *s);
+
+/* Old snapshots go 1000 rows per statement, so pruning never holds long locks. */
+static void on_pruned(void *user, const db_result *r)
+{
+    db_store *s = user;
+    if (!r->ok)
+        log_message(LOG_WARNING, "snapshot_prune_failed", "%s", r->error);
+    else if (db_affected(r) == 1000)
+        prune(s);
+}
+
+static void prune(db_store *s)
+{
+    const char *params[] = {s->retention_days};
+    query(s, SQL_PRUNE, 1, params, on_pruned, s);
+}
+
+static void on_prune_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    prune(w->data);
+}
+
+/* ================================================================== Life cycle */
+
+db_store *db_store_new(struct ev_loop *loop, db *d, const db_store_options *o)
+{
+    db_store *s = calloc(1, sizeof *s);
+    s->accounts.load = store_load;
+    s->accounts.commit = store_commit;
+    s->loop = loop;
+    s->db = d;
+    s->opts = *o;
+    s->touch_ids = calloc(1, 1);
+    s->touch_pools = calloc(1, 1);
+    ev_timer_init(&s->touch_timer, on_touch_timer, o->touch_flush_seconds, o->touch_flush_seconds);
+    ev_timer_init(&s->refresh, on_refresh_timer, o->refresh_seconds, o->refresh_seconds);
+    s->touch_timer.data = s->refresh.data = s;
+    ev_timer_start(loop, &s->touch_timer);
+    if (o->snapshot_retention_days > 0) {
+        snprintf(s->retention_days, sizeof s->retention_days, "%d", o->snapshot_retention_days);
+        ev_timer_init(&s->prune_timer, on_prune_timer, 1, 600);
+        s->prune_timer.data = s;
+        ev_timer_start(loop, &s->prune_timer);
+    }
+    return s;
+}
+
+void db_store_free(db_store *s)
+{
+    if (!s)
+        return;
+    flush_touches(s);
+    ev_timer_stop(s->loop, &s->touch_timer);
+    ev_timer_stop(s->loop, &s->refresh);
+    ev_timer_stop(s->loop, &s->prune_timer);
+    free(s->touch_ids);
+    free(s->touch_pools);
+    free(s);
+}
+
+account_store *db_store_accounts(db_store *s) { return &s->accounts; }
+
+unsigned long long db_store_statements(const db_store *s) { return s->statements; }

@@ -1,0 +1,602 @@
+"""Shared helpers for the integration tests (stdlib only).
+
+A test file defines functions `test_xxx(ctx)` and ends with `harness.main(globals())`.
+Each test gets a fresh `Context`: a temporary directory, and every process it starts (the
+pool simulator, engines) is stopped when the test ends, whether it passed or not.
+
+    sim = ctx.start_sim("--payout-interval", "5")
+    eng = ctx.start_engine(["--dry-run", "--accounts", ctx.accounts(10)], sim.pool_env())
+    eng.wait_for(lambda e: e["event"] == "pool_poll_success", timeout=20, what="a poll")
+    rc = eng.stop()
+
+Failures are reported with `check(cond, message)` (or `fail(message)`): the message, the
+engine's and simulator's last output lines, then `N passed, N failed` and exit status 1.
+
+Nothing here asserts on wall-clock durations. Timeouts are generous upper bounds that only
+trigger when something hangs; everything measured is a count or a relation.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.error
+import urllib.parse
+import urllib.request
+from decimal import Decimal
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# Events that end one poll: every poll the engine starts ends in exactly one of these
+# (pool_poll_success needs LOG_LEVEL=debug).
+POLL_END_EVENTS = (
+    "pool_poll_success",
+    "pool_poll_http_error",
+    "pool_poll_timeout",
+    "pool_poll_rejected",
+    "pool_poll_commit_failed",
+)
+POLL_FAILURE_EVENTS = POLL_END_EVENTS[1:]
+
+# Variables the engine or the pool scripts read: never inherited from the caller's
+# environment, so a developer's shell cannot change what a test sees.
+_PASSTHROUGH_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "ASAN_OPTIONS",
+                    "LSAN_OPTIONS", "UBSAN_OPTIONS")
+
+_live_processes = []
+_live_lock = threading.Lock()
+
+
+class TestFailure(Exception):
+    pass
+
+
+def fail(message):
+    raise TestFailure(message)
+
+
+def check(condition, message):
+    if not condition:
+        raise TestFailure(message)
+
+
+def note(message):
+    """A line of detail, printed when M2P_VERBOSE is set (measured counts, rates)."""
+    if os.environ.get("M2P_VERBOSE"):
+        print("     . " + message)
+        sys.stdout.flush()
+
+
+def parse_timestamp(ts):
+    """'2026-11-24T00:03:28.299Z' -> seconds since the epoch (float)."""
+    import calendar
+    base, _, frac = ts.rstrip("Z").partition(".")
+    secs = calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S"))
+    return secs + (float("0." + frac) if frac else 0.0)
+
+
+def wait_until(predicate, timeout, what, interval=0.05):
+    """Polls predicate() until it returns something truthy; fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            fail("timed out after %.0f s waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def _register(proc):
+    with _live_lock:
+        _live_processes.append(proc)
+
+
+def _unregister(proc):
+    with _live_lock:
+        if proc in _live_processes:
+            _live_processes.remove(proc)
+
+
+def _kill_all():
+    with _live_lock:
+        procs = list(_live_processes)
+    for p in procs:
+        if p.poll() is None:
+            try:
+                p.kill()
+            except OSError:
+                pass
+
+
+def _tail(path, lines=25):
+    try:
+        with open(path, "r", errors="replace") as f:
+            content = f.read().splitlines()
+    except OSError:
+        return []
+    return content[-lines:]
+
+
+# ============================================================================ simulator
+
+
+class Sim:
+    """The pool simulator (tests/sim), on a free loopback port."""
+
+    def __init__(self, ctx, binary, args):
+        self.ctx = ctx
+        self.stderr_path = os.path.join(ctx.tmp, "sim-%d.stderr" % len(ctx.sims))
+        self._stderr = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen([binary, "--port", "0"] + list(args),
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=self._stderr, cwd=ctx.tmp)
+        _register(self.proc)
+        self.port = None
+        line = self._read_first_line(timeout=30)
+        prefix = "listening on 127.0.0.1:"
+        if not line.startswith(prefix):
+            fail("the simulator did not start: first line %r; stderr: %s"
+                 % (line, " | ".join(_tail(self.stderr_path, 5))))
+        self.port = int(line[len(prefix):].strip())
+        self.base = "http://127.0.0.1:%d" % self.port
+
+    def _read_first_line(self, timeout):
+        result = []
+
+        def reader():
+            result.append(self.proc.stdout.readline().decode("utf-8", "replace"))
+
+        t = threading.Thread(target=reader, daemon=True)
+        t.start()
+        t.join(timeout)
+        if not result:
+            fail("the simulator printed nothing for %d s" % timeout)
+        return result[0]
+
+    # ---- URLs for the engine
+
+    def pool_env(self):
+        """Settings pointing the three shipped pool scripts at this simulator."""
+        return {
+            "CPU_POOL_URL": self.base + "/api/worker_stats",
+            "RPLANT_URL": self.base + "/api/walletEx/advc",
+            "ZPOOL_URL": self.base + "/api/walletEx",
+        }
+
+    # ---- control endpoints (/_sim/...)
+
+    def get(self, path, **params):
+        query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+        url = self.base + path + ("?" + query if query else "")
+        try:
+            with urllib.request.urlopen(url, timeout=30) as r:
+                body = r.read()
+        except urllib.error.HTTPError as e:
+            fail("simulator %s answered %d: %s" % (url, e.code, e.read()[:300]))
+        except OSError as e:
+            fail("simulator %s: %s" % (url, e))
+        return json.loads(body, parse_float=Decimal)
+
+    def fault(self, pool, kind, **params):
+        return self.get("/_sim/fault", pool=pool, kind=kind, **params)
+
+    def clear_faults(self, pool="all"):
+        return self.get("/_sim/fault", pool=pool, kind="clear")
+
+    def stats(self):
+        return self.get("/_sim/stats")
+
+    def requests(self, pool, since_ms=None):
+        """{'total': n, 'now_ms': t, 'times': [arrival ms, ...]} (simulator's monotonic ms)."""
+        return self.get("/_sim/requests", pool=pool, since=since_ms)
+
+    def now_ms(self):
+        return int(self.get("/_sim/time")["uptime_ms"])
+
+    def ledger(self, pool, wallet):
+        return self.get("/_sim/ledger", pool=pool, wallet=wallet)
+
+    def advance(self, seconds):
+        return self.get("/_sim/advance", seconds=seconds)
+
+    def in_flight(self, pool):
+        """Requests that arrived and have not been answered yet (held by latency faults)."""
+        s = self.stats()[pool]
+        return int(s["requests"]) - sum(int(v) for v in s["by_status"].values())
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        _unregister(self.proc)
+        self.proc.stdout.close()
+        self._stderr.close()
+        return self.proc.returncode
+
+
+# ================================================================================ engine
+
+
+class Engine:
+    """A running m2p-engine whose JSON log lines are collected by a reader thread."""
+
+    def __init__(self, ctx, args, env, name):
+        self.ctx = ctx
+        self.args = args
+        self.stderr_path = os.path.join(ctx.tmp, name + ".stderr")
+        self.stdout_path = os.path.join(ctx.tmp, name + ".stdout")
+        self._stderr = open(self.stderr_path, "wb")
+        self._stdout_copy = open(self.stdout_path, "w")
+        self.events = []
+        self.other_lines = []
+        self._cond = threading.Condition()
+        self._eof = False
+        self.proc = subprocess.Popen([ctx.engine_bin] + list(args), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=self._stderr,
+                                     cwd=ctx.tmp, env=env)
+        _register(self.proc)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for raw in self.proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            self._stdout_copy.write(line + "\n")
+            event = None
+            try:
+                event = json.loads(line)
+            except ValueError:
+                pass
+            with self._cond:
+                if isinstance(event, dict) and "event" in event:
+                    event["_raw"] = line
+                    try:
+                        event["_ts"] = parse_timestamp(event["timestamp"])
+                    except (KeyError, ValueError):
+                        event["_ts"] = None
+                    self.events.append(event)
+                else:
+                    self.other_lines.append(line)
+                self._cond.notify_all()
+        with self._cond:
+            self._eof = True
+            self._cond.notify_all()
+
+    # ---- reading the log
+
+    def snapshot(self):
+        with self._cond:
+            return list(self.events)
+
+    def count(self):
+        with self._cond:
+            return len(self.events)
+
+    def named(self, name, since=0):
+        with self._cond:
+            return [e for e in self.events[since:] if e["event"] == name]
+
+    def wait_for(self, predicate, timeout, what, since=0):
+        """The first event (from index `since`) for which predicate(event) is true."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            scanned = since
+            while True:
+                while scanned < len(self.events):
+                    e = self.events[scanned]
+                    scanned += 1
+                    if predicate(e):
+                        return e
+                if self._eof:
+                    fail("the engine exited (status %s) while waiting for %s"
+                         % (self.proc.wait(), what))
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    fail("timed out after %.0f s waiting for %s" % (timeout, what))
+                self._cond.wait(min(left, 0.5))
+
+    def wait_until(self, predicate, timeout, what):
+        """Waits until predicate(events) over the whole log is truthy; returns its value."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                value = predicate(self.events)
+                if value:
+                    return value
+                if self._eof:
+                    fail("the engine exited (status %s) while waiting for %s"
+                         % (self.proc.wait(), what))
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    fail("timed out after %.0f s waiting for %s" % (timeout, what))
+                self._cond.wait(min(left, 0.5))
+
+    # ---- stopping
+
+    def send_signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait_exit(self, timeout):
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            fail("the engine did not exit within %.0f s" % timeout)
+        self._reader.join(30)
+        _unregister(self.proc)
+        self._stderr.close()
+        self._stdout_copy.close()
+        return rc
+
+    def stop(self, sig=signal.SIGTERM, timeout=60):
+        """Sends `sig` and returns the exit status once the process and its log are done."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.wait_exit(timeout)
+
+    def stderr_text(self):
+        try:
+            with open(self.stderr_path, "r", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def expect_clean_exit(self, rc, expected=0):
+        check(rc == expected,
+              "engine %s exited with status %s, expected %s (a sanitizer report, if any, is "
+              "below)\n%s" % (" ".join(self.args[:1]), rc, expected,
+                              "\n".join(self.stderr_text().splitlines()[-40:])))
+
+
+# ================================================================================ context
+
+
+class Context:
+    def __init__(self, build_dir, name):
+        self.build_dir = os.path.abspath(build_dir)
+        self.name = name
+        self.engine_bin = os.path.join(self.build_dir, "m2p-engine")
+        self.sim_bin = os.path.join(self.build_dir, "tests", "sim", "m2p-sim")
+        self.tmp = tempfile.mkdtemp(prefix="m2p-it-%s-" % name)
+        self.sims = []
+        self.engines = []
+        for binary in (self.engine_bin, self.sim_bin):
+            check(os.access(binary, os.X_OK), "%s is missing: build first" % binary)
+
+    # ---- processes
+
+    def start_sim(self, *args):
+        sim = Sim(self, self.sim_bin, args)
+        self.sims.append(sim)
+        return sim
+
+    def engine_env(self, settings=None):
+        """A clean environment: PATH etc. plus `settings`; nothing else is inherited."""
+        env = {k: os.environ[k] for k in _PASSTHROUGH_ENV if k in os.environ}
+        for k, v in (settings or {}).items():
+            if v is not None:
+                env[k] = str(v)
+        return env
+
+    def default_args(self, pools_dir=None):
+        return ["--pools", pools_dir or os.path.join(REPO, "pools"),
+                "--scripts", os.path.join(REPO, "scripts")]
+
+    def start_engine(self, args, settings=None, pools_dir=None):
+        """Starts m2p-engine in the test's temporary directory (so no .env is read)."""
+        name = "engine-%d" % len(self.engines)
+        eng = Engine(self, list(args) + self.default_args(pools_dir),
+                     self.engine_env(settings), name)
+        self.engines.append(eng)
+        return eng
+
+    def run_engine(self, args, settings=None, pools_dir=None, timeout=60, scripts=True):
+        """Runs m2p-engine to completion. Returns (status, events, stdout_text, stderr_text)."""
+        argv = [self.engine_bin] + list(args)
+        if scripts:
+            argv += self.default_args(pools_dir)
+        try:
+            r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                               cwd=self.tmp, env=self.engine_env(settings), timeout=timeout)
+        except subprocess.TimeoutExpired:
+            fail("m2p-engine %s did not finish within %d s" % (" ".join(args), timeout))
+        out = r.stdout.decode("utf-8", "replace")
+        err = r.stderr.decode("utf-8", "replace")
+        events = []
+        for line in out.splitlines():
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(e, dict) and "event" in e:
+                e["_raw"] = line
+                events.append(e)
+        return r.returncode, events, out, err
+
+    # ---- files
+
+    def write_json(self, name, value):
+        path = os.path.join(self.tmp, name)
+        with open(path, "w") as f:
+            json.dump(value, f)
+        return path
+
+    def accounts(self, n, first_id=1, zpool=True, name="accounts.json"):
+        """n players with an ADVC wallet and (optionally) a zpool BTC wallet; returns the path."""
+        return self.write_json(name, make_players(n, first_id, zpool))
+
+    def pools_dir(self, scripts):
+        """A temporary pools directory from {file name: Lua source}."""
+        d = os.path.join(self.tmp, "pools-%d" % len(os.listdir(self.tmp)))
+        os.makedirs(d)
+        for name, source in scripts.items():
+            with open(os.path.join(d, name), "w") as f:
+                f.write(source)
+        return d
+
+    # ---- clean-up
+
+    def close(self, failed):
+        for eng in self.engines:
+            if eng.proc.poll() is None:
+                eng.proc.kill()
+                eng.proc.wait()
+            _unregister(eng.proc)
+        for sim in self.sims:
+            rc = sim.stop()
+            if rc not in (0, None):
+                print("     note: the simulator on port %s exited with status %s"
+                      % (sim.port, rc))
+                for line in _tail(sim.stderr_path, 15):
+                    print("     sim| " + line)
+        if failed:
+            for eng in self.engines:
+                lines = _tail(eng.stdout_path, 15)
+                if lines:
+                    print("     last engine log lines (%s):" % eng.stdout_path)
+                    for line in lines:
+                        print("     | " + line[:400])
+                err = _tail(eng.stderr_path, 15)
+                if err:
+                    print("     engine stderr:")
+                    for line in err:
+                        print("     ! " + line[:400])
+        if failed and os.environ.get("M2P_KEEP_TMP"):
+            print("     kept %s" % self.tmp)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# ================================================================================ data
+
+
+def advc_wallet(i):
+    """A valid ADVC-style wallet (20-120 alphanumerics), unique per i."""
+    return "AdvcTestWallet%010d" % i
+
+
+def btc_wallet(i):
+    """A bech32-looking BTC address (lower-case alphanumerics, 42 characters), unique per i."""
+    return "bc1qtest%034d" % i
+
+
+def make_players(n, first_id=1, zpool=True):
+    players = []
+    for i in range(first_id, first_id + n):
+        p = {"player_id": i, "username": "player%d" % i, "wallet": advc_wallet(i)}
+        if zpool:
+            p["wallets"] = {"zpool": btc_wallet(i)}
+        players.append(p)
+    return players
+
+
+def poll_ends(events, pool=None, names=POLL_END_EVENTS):
+    return [e for e in events if e["event"] in names and (pool is None or e.get("pool") == pool)]
+
+
+def polls_per_account(events, pool, names=POLL_END_EVENTS):
+    """{player_id: number of finished polls} for one pool."""
+    counts = {}
+    for e in poll_ends(events, pool, names):
+        counts[e["player_id"]] = counts.get(e["player_id"], 0) + 1
+    return counts
+
+
+def run_window(events):
+    """Seconds from engine_started to shutdown_requested, by the engine's own clock."""
+    started = [e for e in events if e["event"] == "engine_started"]
+    stopped = [e for e in events if e["event"] == "shutdown_requested"]
+    check(started and stopped, "engine_started or shutdown_requested is missing from the log")
+    return stopped[0]["_ts"] - started[0]["_ts"]
+
+
+def check_cadence(events, pool, player_ids, interval, elapsed, names=POLL_END_EVENTS):
+    """Every account of `pool` was polled once per interval over `elapsed` seconds: between
+    floor(elapsed/interval) - 1 and ceil(elapsed/interval) + 1 times. Returns the counts."""
+    import math
+    low = math.floor(elapsed / interval) - 1
+    high = math.ceil(elapsed / interval) + 1
+    counts = polls_per_account(events, pool, names)
+    note("%s: %.2f s at %s s, allowed %d..%d, polls per account %s"
+         % (pool, elapsed, interval, low, high, sorted(counts.values())))
+    missing = sorted(set(player_ids) - set(counts))
+    check(not missing, "%s: players never polled: %s" % (pool, missing))
+    bad = {p: n for p, n in counts.items() if not low <= n <= high}
+    check(not bad,
+          "%s: over %.2f s at a %s s interval every account should be polled %d..%d times; "
+          "these were not: %s (all: %s)" % (pool, elapsed, interval, low, high, bad, counts))
+    return counts
+
+
+def shipped_pool(name, limits=None):
+    """The shipped pools/<name>.lua, with its `limits = {...}` table replaced when given."""
+    with open(os.path.join(REPO, "pools", name + ".lua")) as f:
+        source = f.read()
+    if limits is None:
+        return source
+    import re
+    new, n = re.subn(r"limits\s*=\s*\{[^}]*\}", "limits = " + limits, source, count=1)
+    check(n == 1, "pools/%s.lua has no `limits = {...}` table to replace" % name)
+    return new
+
+
+# ================================================================================ runner
+
+
+def _on_signal(signum, frame):
+    _kill_all()
+    print("interrupted by signal %d" % signum)
+    sys.exit(1)
+
+
+def main(namespace):
+    """Runs every test_* function of the calling module, in definition order."""
+    if len(sys.argv) != 2:
+        print("usage: %s BUILD_DIR" % sys.argv[0])
+        sys.exit(2)
+    build_dir = sys.argv[1]
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+    tests = [(k, v) for k, v in namespace.items() if k.startswith("test_") and callable(v)]
+    only = os.environ.get("M2P_TEST")
+    if only:
+        tests = [(k, v) for k, v in tests if only in k]
+    passed = failed = 0
+    for name, fn in tests:
+        started = time.monotonic()
+        ctx = None
+        ok = False
+        try:
+            ctx = Context(build_dir, name)
+            fn(ctx)
+            ok = True
+            print("ok   %s (%.1f s)" % (name, time.monotonic() - started))
+        except TestFailure as e:
+            print("FAIL %s (%.1f s): %s" % (name, time.monotonic() - started, e))
+        except Exception:
+            print("FAIL %s (%.1f s): unexpected error" % (name, time.monotonic() - started))
+            traceback.print_exc(file=sys.stdout)
+        finally:
+            if ctx is not None:
+                try:
+                    ctx.close(failed=not ok)
+                except Exception:
+                    traceback.print_exc(file=sys.stdout)
+            sys.stdout.flush()
+        if ok:
+            passed += 1
+        else:
+            failed += 1
+    _kill_all()
+    print("%d passed, %d failed" % (passed, failed))
+    sys.exit(1 if failed or not tests else 0)
