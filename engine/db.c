@@ -606,12 +606,15 @@ static char *server_error_text(const db *d, const PGresult *r, const char **sqls
 static void complete_job(db *d, job *j, const char *local, const char *local_state,
                          int unknown)
 {
-    db_result one, *res = j->n == 1 ? &one : calloc((size_t)j->n, sizeof *res);
-    if (!res) {
-        /* out of memory: still call back, statement by statement */
-        res = &one;
+    db_result one = {0}, *res = &one;
+    int count = 1;
+    if (j->n > 1) {
+        db_result *many = calloc((size_t)j->n, sizeof *many);
+        if (many) { /* else (out of memory) the callback still runs, with one result */
+            res = many;
+            count = j->n;
+        }
     }
-    memset(res, 0, sizeof *res * (res == &one ? 1 : (size_t)j->n));
     char *text = NULL;
     const char *state = "";
     bool ok = false;
@@ -645,7 +648,6 @@ static void complete_job(db *d, job *j, const char *local, const char *local_sta
                 break;
             }
     }
-    int count = res == &one ? 1 : j->n;
     for (int i = 0; i < count; i++) {
         db_result *r = &res[i];
         r->ok = ok;

@@ -304,6 +304,16 @@ static void test_errors_isolated(void)
     CHECK(!q[4].ok && strcmp(q[4].state, "42703") == 0, "undefined column: %s", q[4].err);
     CHECK(q[5].ok && strcmp(q[5].v0, "1") == 0, "count %s %s", q[5].v0, q[5].err);
 
+    /* an error at commit (deferred constraint) fails that query only */
+    run_query(d, &q[0], "CREATE TABLE dfr (k int UNIQUE DEFERRABLE INITIALLY DEFERRED)", 0, NULL);
+    run_query(d, &q[0], "INSERT INTO dfr VALUES (1)", 0, NULL);
+    CHECK(query(d, &q[1], "INSERT INTO dfr VALUES (1)", 0, NULL) == 0, "deferred");
+    CHECK(query(d, &q[2], "SELECT count(*) FROM dfr", 0, NULL) == 0, "after deferred");
+    WAIT_UNTIL(q[1].called && q[2].called, DEADLINE);
+    CHECK(!q[1].ok && strcmp(q[1].state, "23505") == 0 && !q[1].unknown, "commit failed: %s",
+          q[1].err);
+    CHECK(q[2].ok && strcmp(q[2].v0, "1") == 0, "next query: %s %s", q[2].v0, q[2].err);
+
     /* transactions: all or nothing */
     const char *b[] = {"b"}, *c[] = {"c"};
     db_stmt failing[] = {{"INSERT INTO uniq VALUES ($1)", 1, b},
