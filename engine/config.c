@@ -46,6 +46,17 @@ static const char *const socketio_schemes[] = {"http", "https", "ws", "wss", NUL
 
 static bool check_database_url(char *value);
 
+static bool check_proxy_url(char *value)
+{
+    const char *sep = strstr(value, "://");
+    if (!sep || sep == value || !sep[3])
+        return false;
+    for (const char *p = value; *p; p++)
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p == 0x7f)
+            return false;
+    return true;
+}
+
 static bool check_engine_id(char *value)
 {
     size_t n = strlen(value);
@@ -95,7 +106,7 @@ static const config_setting settings[CFG_COUNT] = {
                 "the first observation and changes"),
     SETTING_INT(SNAPSHOT_RETENTION_DAYS, "0", 0, 36500,
                 "delete pool_snapshots older than this many days, in small batches; 0 = keep all"),
-    SETTING_STRING(ENGINE_ID, "", 0, "1-100 characters", check_engine_id,
+    SETTING_STRING(ENGINE_ID, "", 0, "name of 1-100 printable characters", check_engine_id,
                    "this engine's name among the engines sharing the database; empty = "
                    "hostname-pid"),
     SETTING_URL(SOCKETIO_URL, "", socketio_schemes,
@@ -121,6 +132,13 @@ static const config_setting settings[CFG_COUNT] = {
                    "walletEx requests per second to zpool from this engine (YiiMP allows about "
                    "one a minute per client address; default 1/65); raise only with several "
                    "egress addresses"),
+    SETTING_STRING(ZPOOL_PROXY, "", 0, "proxy URL (http://, https://, socks5h://)",
+                   check_proxy_url,
+                   "send zpool requests through this proxy (one egress address per engine "
+                   "spreads zpool's per-address rate limit); empty = direct"),
+    SETTING_STRING(ZPOOL_INTERFACE, "", 0, "interface name or address", check_engine_id,
+                   "source interface or address for zpool requests, as libcurl's "
+                   "CURLOPT_INTERFACE (\"eth1\", \"host!10.0.0.2\"); empty = any"),
     SETTING_NUMBER(RPLANT_ATOMIC_THRESHOLD, "1000000", 1, 1e18,
                    "an rplant amount at or above this is taken as atomic units"),
     SETTING_NUMBER(RPLANT_ATOMIC_DIVISOR, "1000000000000", 1, 1e18,

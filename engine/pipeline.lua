@@ -138,8 +138,17 @@ local function check_pool(path, default_name, t)
   if wp ~= nil and type(wp) ~= "string" and type(wp) ~= "function" then
     fail(path, "field 'wallet_pattern' must be a Lua pattern string or a function")
   end
+  if t.proxy ~= nil and (type(t.proxy) ~= "string" or not t.proxy:match("^%a[%w+.-]*://[^%s%c]+$")) then
+    fail(path, "field 'proxy' must be a proxy URL such as \"http://10.0.0.1:3128\" (got %s)",
+         describe(t.proxy))
+  end
+  if t.interface ~= nil and (type(t.interface) ~= "string" or not t.interface:match("^[^%s%c]+$")) then
+    fail(path, "field 'interface' must be an interface or address such as \"eth1\" or "
+         .. "\"host!10.0.0.2\" (got %s)", describe(t.interface))
+  end
   return { script = t, path = path, name = name, currency = t.currency,
-           enabled = t.enabled ~= false, limits = check_limits(path, t.limits) }
+           enabled = t.enabled ~= false, limits = check_limits(path, t.limits),
+           proxy = t.proxy, interface = t.interface }
 end
 
 -- Never let a hostile wallet string reach a URL: control characters and absurd lengths are

@@ -753,7 +753,9 @@ static void send_request(poll_ctx *c)
         finish(c, SCHED_FAIL, 0);
         return;
     }
-    http_request hr = {req.url, (const char *const *)req.headers, req.n_headers, NULL, NULL};
+    const script_pool *sp = script_pool_at(c->gen->rt, (size_t)c->script_index);
+    http_request hr = {req.url, (const char *const *)req.headers, req.n_headers, sp->proxy,
+                       sp->interface};
     int started = p->http ? http_get(p->http, &hr, on_response, c) : -1;
     script_request_clear(&req);
     if (started != 0) {

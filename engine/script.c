@@ -257,6 +257,14 @@ static char *field_strdup(lua_State *L, int table, const char *key)
     return s;
 }
 
+static char *field_strdup_or_null(lua_State *L, int table, const char *key)
+{
+    lua_getfield(L, table, key);
+    char *s = lua_isstring(L, -1) ? strdup(lua_tostring(L, -1)) : NULL;
+    lua_pop(L, 1);
+    return s;
+}
+
 static double field_number(lua_State *L, int table, const char *key)
 {
     lua_getfield(L, table, key);
@@ -284,6 +292,8 @@ static int load_entry(lua_State *L)
     c->pool->limits.interval = field_number(L, limits, "interval");
     lua_getfield(L, info, "enabled");
     c->pool->enabled = lua_toboolean(L, -1);
+    c->pool->proxy = field_strdup_or_null(L, info, "proxy");
+    c->pool->interface = field_strdup_or_null(L, info, "interface");
     c->pool->name = field_strdup(L, info, "name");
     c->pool->currency = field_strdup(L, info, "currency");
     c->pool->file = strdup(c->path);
@@ -449,6 +459,8 @@ void script_runtime_free(script_runtime *rt)
         free((char *)rt->pools[i].name);
         free((char *)rt->pools[i].currency);
         free((char *)rt->pools[i].file);
+        free((char *)rt->pools[i].proxy);
+        free((char *)rt->pools[i].interface);
     }
     free(rt->pools);
     for (size_t i = 0; i < rt->n_load_errors; i++)

@@ -46,6 +46,8 @@ typedef struct script_pool {
     const char *currency;
     bool enabled;
     pool_limits limits;
+    const char *proxy;     /* egress proxy for this pool's requests, or NULL */
+    const char *interface; /* source interface or address, or NULL */
 } script_pool;
 
 /* Loads the rules and every pool script. Returns NULL (reason in err) only when the runtime

@@ -106,6 +106,9 @@ local pool = {
   currency = "BTC",
   enabled = m2p.env_bool("ZPOOL_ENABLED", true),
   limits = { concurrency = 1, per_second = PER_SECOND },
+  -- Where this engine's zpool requests leave from: YiiMP's limit is per client address.
+  proxy = m2p.env("ZPOOL_PROXY"),
+  interface = m2p.env("ZPOOL_INTERFACE"),
 }
 
 function pool.request(wallet)
