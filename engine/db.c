@@ -764,7 +764,8 @@ static void qtimer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     while (!d->closing && d->qhead && d->qhead->queued_at + d->queue_timeout <= now) {
         job *j = q_pop(d);
         char msg[96];
-        snprintf(msg, sizeof msg, "no database connection within %g s", d->queue_timeout);
+        snprintf(msg, sizeof msg, "not sent within %g s: no database connection available",
+                 d->queue_timeout);
         complete_job(d, j, msg, "08001", 0);
     }
     qtimer_arm(d);
@@ -1180,7 +1181,10 @@ static void process_results(conn *c)
                 j->cur++;
                 continue;
             }
-            conn_fail(c, "protocol out of step with the server");
+            /* After an error raised by the Sync itself (at commit), libpq 15 has already
+             * moved its queue past that Sync and would pin the following results on the
+             * wrong queries. The job has its verdict (the error); the rest get none. */
+            conn_fail(c, "protocol out of step with the server (error at commit)");
             return;
         }
         switch (PQresultStatus(r)) {
@@ -1290,6 +1294,13 @@ static void listen_results(conn *c)
         PGresult *r = PQgetResult(c->pg);
         int t = c->listen_target;
         if (r) {
+            if (PQresultStatus(r) != PGRES_COMMAND_OK && connection_level(r)) {
+                char *m = strdup(PQresultErrorMessage(r));
+                PQclear(r);
+                conn_fail(c, m ? m : "connection failed");
+                free(m);
+                return;
+            }
             if (PQresultStatus(r) != PGRES_COMMAND_OK && !d->listeners[t].failed) {
                 const char *state;
                 char *e = server_error_text(d, r, &state);

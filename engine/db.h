@@ -25,6 +25,11 @@
  * Queries wait in one bounded FIFO queue until a connection has room (pipeline_depth jobs in
  * flight per connection, least-loaded connection first), also while no connection is up.
  *
+ * Errors at commit time (deferred constraints, SERIALIZABLE conflicts) are reported for
+ * their query, but libpq 15 loses its place in the pipeline after one: the connection is
+ * then reset, and the other queries in flight on it fail with outcome_unknown=1. The schema
+ * has neither today; a caller that needs them should use a db with pipeline_depth = 1.
+ *
  * Failures. A query that was sent on a connection that then dropped fails with ok=0,
  * outcome_unknown=1 and is NEVER retried: it may or may not have committed, only the caller
  * can decide what to do. Queued queries that were not sent wait for a reconnect (or fail
@@ -82,7 +87,7 @@ typedef struct db_options {
  * sqlstate = the server's code. Errors from this side, sqlstate in brackets:
  *   "cancelled"                                    [57014]  db_free() with the query pending
  *   "connection lost before the result: ..."       [08006]  sent, then the connection dropped
- *   "no database connection within N s"           [08001]  queue_timeout expired
+ *   "not sent within N s: no database connection available"  [08001]  queue_timeout
  * outcome_unknown = 1 when the statement was sent and no verdict came back (connection lost
  * or db_free): it may have committed. */
 typedef struct db_result {

@@ -32,6 +32,8 @@ typedef struct cli {
     run_options run;
     const char *const *paths;
     int n_paths;
+    const char *record_file; /* --probe --record FILE */
+    bool watch;              /* --script-test --watch */
 } cli;
 
 static void print_usage(FILE *out)
@@ -42,9 +44,11 @@ static void print_usage(FILE *out)
           "  --once                   poll every account once, as fast as limits allow, then\n"
           "                           exit (non-zero if a pool failed entirely)\n"
           "  --dry-run                poll and log awards, store nothing (needs --accounts)\n"
-          "  --probe POOL WALLET      one live request through a pool script, explained\n"
+          "  --probe POOL WALLET      one live request through a pool script, explained;\n"
+          "                           with --record FILE, saved as a --script-test fixture\n"
           "  --script-test [PATH...]  pool scripts against recorded fixtures (files or\n"
-          "                           directories of *.json; default tests/fixtures)\n"
+          "                           directories of *.json; default tests/fixtures); with\n"
+          "                           --watch, again whenever a script or fixture changes\n"
           "  --check                  load and validate every script; non-zero if any is broken\n"
           "  --migrate                apply pending database schema migrations and exit\n"
           "  --help, --version\n"
@@ -74,7 +78,7 @@ static const char *default_dir(const char *name, char *buf, size_t len)
 static int parse_cli(int argc, char **argv, cli *c)
 {
     enum { O_ONCE = 256, O_DRY_RUN, O_PROBE, O_SCRIPT_TEST, O_CHECK, O_ACCOUNTS, O_ENV_FILE,
-           O_POOLS, O_SCRIPTS, O_VERSION, O_MIGRATE };
+           O_POOLS, O_SCRIPTS, O_VERSION, O_MIGRATE, O_RECORD, O_WATCH };
     static const struct option options[] = {
         {"once", no_argument, NULL, O_ONCE},
         {"dry-run", no_argument, NULL, O_DRY_RUN},
@@ -82,6 +86,8 @@ static int parse_cli(int argc, char **argv, cli *c)
         {"script-test", no_argument, NULL, O_SCRIPT_TEST},
         {"check", no_argument, NULL, O_CHECK},
         {"migrate", no_argument, NULL, O_MIGRATE},
+        {"record", required_argument, NULL, O_RECORD},
+        {"watch", no_argument, NULL, O_WATCH},
         {"accounts", required_argument, NULL, O_ACCOUNTS},
         {"env-file", required_argument, NULL, O_ENV_FILE},
         {"pools", required_argument, NULL, O_POOLS},
@@ -99,6 +105,8 @@ static int parse_cli(int argc, char **argv, cli *c)
         case O_SCRIPT_TEST: c->mode = MODE_SCRIPT_TEST; break;
         case O_CHECK: c->mode = MODE_CHECK; break;
         case O_MIGRATE: c->mode = MODE_MIGRATE; break;
+        case O_RECORD: c->record_file = optarg; break;
+        case O_WATCH: c->watch = true; break;
         case O_ACCOUNTS: c->run.accounts_file = optarg; break;
         case O_ENV_FILE: c->run.env_file = optarg; break;
         case O_POOLS: c->run.pools_dir = optarg; break;
@@ -117,6 +125,14 @@ static int parse_cli(int argc, char **argv, cli *c)
     }
     if (c->mode == MODE_PROBE && c->n_paths != 2) {
         fprintf(stderr, "m2p-engine: --probe needs POOL and WALLET\n");
+        return -1;
+    }
+    if (c->record_file && c->mode != MODE_PROBE) {
+        fprintf(stderr, "m2p-engine: --record goes with --probe\n");
+        return -1;
+    }
+    if (c->watch && c->mode != MODE_SCRIPT_TEST) {
+        fprintf(stderr, "m2p-engine: --watch goes with --script-test\n");
         return -1;
     }
     if (c->run.dry_run && !c->run.accounts_file) {
@@ -161,9 +177,11 @@ static int run_script_test(const cli *c)
     opts.pools_dir = c->run.pools_dir;
     opts.scripts_dir = c->run.scripts_dir;
     static const char *const default_paths[] = {"tests/fixtures"};
-    if (c->n_paths == 0)
-        return scripttest_run(&opts, default_paths, 1, stdout);
-    return scripttest_run(&opts, c->paths, c->n_paths, stdout);
+    const char *const *paths = c->n_paths ? c->paths : default_paths;
+    int n = c->n_paths ? c->n_paths : 1;
+    if (c->watch)
+        return scripttest_watch(&opts, paths, n, stdout);
+    return scripttest_run(&opts, paths, n, stdout);
 }
 
 /* Modes that read the settings: an invalid value stops here with exit code 78. */
@@ -193,7 +211,8 @@ static int run_configured(const cli *c)
         return 1;
     }
     if (c->mode == MODE_PROBE) {
-        status = run_probe(cfg, c->run.pools_dir, c->run.scripts_dir, c->paths[0], c->paths[1]);
+        status = run_probe(cfg, c->run.pools_dir, c->run.scripts_dir, c->paths[0], c->paths[1],
+                           c->record_file);
         config_free(cfg);
     } else {
         status = run_engine(&c->run, cfg); /* owns cfg from here (reload swaps it) */

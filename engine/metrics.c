@@ -54,6 +54,8 @@ cJSON *metrics_to_json(const metrics *m)
     cJSON_AddNumberToObject(out, "polls_total", (double)m->polls_total);
     cJSON_AddNumberToObject(out, "polls_successful", (double)m->polls_successful);
     cJSON_AddNumberToObject(out, "rewards_detected", (double)m->rewards_detected);
+    cJSON_AddNumberToObject(out, "script_reloads", (double)m->script_reloads);
+    cJSON_AddNumberToObject(out, "script_reload_failures", (double)m->script_reload_failures);
     cJSON *pools = cJSON_AddObjectToObject(out, "pools");
     for (size_t i = 0; i < m->n_pools; i++) {
         const pool_metrics *p = &m->pools[i];

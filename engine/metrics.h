@@ -19,6 +19,7 @@ typedef struct pool_metrics {
 typedef struct metrics {
     uint64_t polls_total, polls_successful, rewards_detected;
     uint64_t cycle_failures; /* since the last polling_cycle_complete */
+    uint64_t script_reloads, script_reload_failures;
     pool_metrics *pools;
     size_t n_pools;
 } metrics;

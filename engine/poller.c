@@ -909,6 +909,14 @@ void poller_free(poller *p)
 
 const metrics *poller_metrics(const poller *p) { return &p->metrics; }
 
+void poller_note_reload(poller *p, bool ok)
+{
+    if (ok)
+        p->metrics.script_reloads++;
+    else
+        p->metrics.script_reload_failures++;
+}
+
 size_t poller_account_count(const poller *p)
 {
     size_t n = 0;

@@ -109,6 +109,8 @@ void poller_stop(poller *p);
 void poller_reload(poller *p, script_runtime *rt);
 
 const metrics *poller_metrics(const poller *p);
+/* Counts a reload attempt in the metrics (ok=false: the running generation was kept). */
+void poller_note_reload(poller *p, bool ok);
 size_t poller_account_count(const poller *p);
 /* Pools that were polled at least once in --once mode and never succeeded. */
 size_t poller_pools_failed_entirely(const poller *p);

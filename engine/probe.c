@@ -19,8 +19,64 @@ typedef struct probe {
     script_runtime *rt;
     int pool;
     const char *wallet;
+    const char *url;
+    const char *record_file;
     int status; /* exit status */
 } probe;
+
+/* The response as a fixture: the body as JSON when it is JSON (readable, editable), else as
+ * the raw string; the expectation is what the script made of it now. */
+static void record_fixture(probe *pr, const http_response *r, const char *observation_json,
+                           const char *error)
+{
+    const script_pool *sp = script_pool_at(pr->rt, (size_t)pr->pool);
+    cJSON *doc = cJSON_CreateObject();
+    char name[160];
+    snprintf(name, sizeof name, "recorded %s response", sp->name);
+    cJSON_AddStringToObject(doc, "name", name);
+    cJSON_AddStringToObject(doc, "pool", sp->name);
+    cJSON_AddStringToObject(doc, "wallet", pr->wallet);
+    /* Fixtures are hermetic: keep the settings the scripts read (the pool URL among them). */
+    cJSON *env = cJSON_AddObjectToObject(doc, "env");
+    for (size_t i = 0; i < script_env_read_count(pr->rt); i++) {
+        const char *name = script_env_read(pr->rt, i);
+        const char *value = script_env_value(pr->rt, name);
+        if (value)
+            cJSON_AddStringToObject(env, name, value);
+    }
+    cJSON *step = cJSON_CreateObject();
+    cJSON *response = cJSON_AddObjectToObject(step, "response");
+    cJSON_AddNumberToObject(response, "status", (double)r->status);
+    cJSON *headers = cJSON_AddObjectToObject(response, "headers");
+    for (size_t i = 0; i < r->n_headers; i++)
+        if (strcmp(r->header_names[i], "content-type") == 0)
+            cJSON_AddStringToObject(headers, "Content-Type", r->header_values[i]);
+    cJSON *body = cJSON_ParseWithLength(r->body, r->body_len);
+    cJSON_AddItemToObject(response, "body", body ? body : cJSON_CreateString(r->body));
+    cJSON *expect = cJSON_AddObjectToObject(step, "expect");
+    cJSON *request = cJSON_AddObjectToObject(expect, "request");
+    cJSON_AddStringToObject(request, "url", pr->url);
+    if (observation_json) {
+        cJSON_AddItemToObject(expect, "observation", cJSON_Parse(observation_json));
+        cJSON_AddNullToObject(expect, "reward");
+    } else {
+        cJSON_AddStringToObject(expect, "error", error);
+    }
+    cJSON *steps = cJSON_AddArrayToObject(doc, "steps");
+    cJSON_AddItemToArray(steps, step);
+    char *text = cJSON_Print(doc);
+    cJSON_Delete(doc);
+    FILE *f = fopen(pr->record_file, "w");
+    if (!f || fputs(text, f) < 0 || fputc('\n', f) < 0) {
+        fprintf(stderr, "m2p-engine: cannot write %s\n", pr->record_file);
+        pr->status = 1;
+    } else {
+        printf("recorded: %s (run it with --script-test %s)\n", pr->record_file, pr->record_file);
+    }
+    if (f)
+        fclose(f);
+    free(text);
+}
 
 static void print_conversion(probe *pr, const char *observation_json)
 {
@@ -73,14 +129,18 @@ static void on_response(void *user, const http_response *r)
     if (script_poll(pr->rt, pr->pool, &account, &sr, &out) != 0) {
         printf("no observation: %s\n", out.error);
         printf("body: %.*s\n", (int)(r->body_len > 2000 ? 2000 : r->body_len), r->body);
+        if (pr->record_file)
+            record_fixture(pr, r, NULL, out.error);
         poll_outcome_clear(&out);
         return;
     }
     printf("observation: %s\n", out.observation_json);
     print_conversion(pr, out.observation_json);
     print_second_poll(pr, &sr, out.state_json);
-    poll_outcome_clear(&out);
     pr->status = 0;
+    if (pr->record_file)
+        record_fixture(pr, r, out.observation_json, NULL);
+    poll_outcome_clear(&out);
 }
 
 static int send_probe(probe *pr, const config *cfg)
@@ -92,6 +152,7 @@ static int send_probe(probe *pr, const config *cfg)
         return -1;
     }
     printf("url: %s\n", req.url);
+    pr->url = req.url;
     for (size_t i = 0; i < req.n_headers; i++)
         printf("header: %s\n", req.headers[i]);
     http_options ho;
@@ -111,9 +172,9 @@ static int send_probe(probe *pr, const config *cfg)
 }
 
 int run_probe(const config *cfg, const char *pools_dir, const char *scripts_dir,
-              const char *pool, const char *wallet)
+              const char *pool, const char *wallet, const char *record_file)
 {
-    probe pr = {.wallet = wallet, .status = 1};
+    probe pr = {.wallet = wallet, .record_file = record_file, .status = 1};
     pr.rt = settings_load_scripts(cfg, pools_dir, scripts_dir, false);
     if (!pr.rt)
         return 1;
@@ -124,7 +185,8 @@ int run_probe(const config *cfg, const char *pools_dir, const char *scripts_dir,
         const script_pool *sp = script_pool_at(pr.rt, (size_t)pr.pool);
         printf("pool: %s (%s, %s)%s\n", sp->name, sp->file, sp->currency,
                sp->enabled ? "" : " [disabled]");
-        send_probe(&pr, cfg);
+        if (send_probe(&pr, cfg) != 0)
+            pr.status = 1;
     }
     script_runtime_free(pr.rt);
     return pr.status;

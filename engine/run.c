@@ -26,6 +26,7 @@
 #include "players.h"
 #include "poller.h"
 #include "settings.h"
+#include "watch.h"
 
 #define LEAVE_TIMEOUT 3.0 /* seconds to flush the last writes to the database at exit */
 
@@ -37,6 +38,7 @@ typedef struct app {
     db *db;
     db_store *store;
     membership *members;
+    dir_watch *watch;
     bool members_known, players_ready, started;
     int status;
     ev_signal sigterm, sigint, sighup;
@@ -61,21 +63,22 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     }
 }
 
-static void on_reload_signal(struct ev_loop *loop, ev_signal *w, int revents)
+/* Builds a complete new generation (settings and every script) and swaps it in; anything
+ * broken leaves the running generation untouched. */
+static void reload(app *a, const char *why)
 {
-    (void)loop;
-    (void)revents;
-    app *a = w->data;
     char err[2048];
     config *cfg = config_load(a->opts->env_file, err, sizeof err);
     if (!cfg) {
         log_message(LOG_ERROR, "config_reload_failed", "%s", err);
+        poller_note_reload(a->poller, false);
         return;
     }
     script_runtime *rt =
         settings_load_scripts(cfg, a->opts->pools_dir, a->opts->scripts_dir, true);
     if (!rt) {
         config_free(cfg);
+        poller_note_reload(a->poller, false);
         return;
     }
     /* Scripts read settings only while they load (m2p.env at the top of a script), so the
@@ -83,9 +86,35 @@ static void on_reload_signal(struct ev_loop *loop, ev_signal *w, int revents)
     settings_apply_logging(cfg);
     config *old = a->cfg;
     a->cfg = cfg;
+    cJSON *f = cJSON_CreateObject();
+    cJSON_AddStringToObject(f, "trigger", why);
+    cJSON_AddStringToObject(f, "rules_generation", script_rules_generation(rt));
+    cJSON_AddNumberToObject(f, "pools", (double)script_pool_count(rt));
     poller_reload(a->poller, rt);
+    poller_note_reload(a->poller, true);
     config_free(old);
-    log_message(LOG_INFO, "script_reloaded", "scripts and configuration reloaded");
+    log_emit(LOG_INFO, "script_reloaded", f);
+}
+
+static void on_reload_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    reload(w->data, "SIGHUP");
+}
+
+static void on_scripts_changed(void *user)
+{
+    reload(user, "file change");
+}
+
+/* Saved .lua files in the pools and scripts directories reload on their own; a burst of
+ * saves is one reload. */
+static void watch_scripts(app *a)
+{
+    const char *dirs[] = {a->opts->pools_dir, a->opts->scripts_dir};
+    const char *suffixes[] = {".lua"};
+    a->watch = dir_watch_new(a->loop, dirs, 2, suffixes, 1, 0.3, on_scripts_changed, a);
 }
 
 static void watch_signals(app *a)
@@ -279,6 +308,8 @@ int run_engine(const run_options *opts, config *cfg)
                           file ? account_store_memory() : db_store_accounts(a.store));
     poller_on_finished(a.poller, on_finished, &a);
     watch_signals(&a);
+    if (!opts->once)
+        watch_scripts(&a);
     int rc = file ? use_players_file(&a) : follow_database(&a);
     if (rc == 0) {
         ev_run(a.loop, 0);
@@ -290,6 +321,7 @@ int run_engine(const run_options *opts, config *cfg)
     ev_signal_stop(a.loop, &a.sigterm);
     ev_signal_stop(a.loop, &a.sigint);
     ev_signal_stop(a.loop, &a.sighup);
+    dir_watch_free(a.watch);
     poller_free(a.poller);
     close_database(&a);
     ev_loop_destroy(a.loop);

@@ -48,6 +48,8 @@ struct script_runtime {
     size_t n_load_errors;
     uint64_t rules_hash;
     char rules_generation[17];
+    char **env_reads; /* names scripts looked up with m2p.env, for --record */
+    size_t n_env_reads;
 };
 
 void script_options_defaults(script_options *o)
@@ -136,10 +138,31 @@ static int native_log(lua_State *L)
     return 0;
 }
 
+/* Secrets are not for scripts: they would end up in a log line or a recorded fixture. */
+static bool secret_name(const char *name)
+{
+    return strcmp(name, "DATABASE_URL") == 0 || strstr(name, "SECRET") ||
+           strstr(name, "PASSWORD") || strstr(name, "TOKEN");
+}
+
+static void note_env_read(script_runtime *rt, const char *name)
+{
+    for (size_t i = 0; i < rt->n_env_reads; i++)
+        if (strcmp(rt->env_reads[i], name) == 0)
+            return;
+    rt->env_reads = realloc(rt->env_reads, (rt->n_env_reads + 1) * sizeof(char *));
+    rt->env_reads[rt->n_env_reads++] = strdup(name);
+}
+
 static int native_env(lua_State *L)
 {
     script_runtime *rt = runtime_of(L);
     const char *name = luaL_checkstring(L, 1);
+    if (secret_name(name)) {
+        lua_pushnil(L);
+        return 1;
+    }
+    note_env_read(rt, name);
     const char *value = rt->opts.env ? rt->opts.env(rt->opts.env_user, name) : getenv(name);
     if (value)
         lua_pushstring(L, value);
@@ -466,6 +489,9 @@ void script_runtime_free(script_runtime *rt)
     for (size_t i = 0; i < rt->n_load_errors; i++)
         free(rt->load_errors[i]);
     free(rt->load_errors);
+    for (size_t i = 0; i < rt->n_env_reads; i++)
+        free(rt->env_reads[i]);
+    free(rt->env_reads);
     free(rt);
 }
 
@@ -474,6 +500,13 @@ const char *script_load_error(const script_runtime *rt, size_t i) { return rt->l
 size_t script_pool_count(const script_runtime *rt) { return rt->n_pools; }
 const script_pool *script_pool_at(const script_runtime *rt, size_t i) { return &rt->pools[i]; }
 size_t script_memory_used(const script_runtime *rt) { return rt->memory_used; }
+size_t script_env_read_count(const script_runtime *rt) { return rt->n_env_reads; }
+const char *script_env_read(const script_runtime *rt, size_t i) { return rt->env_reads[i]; }
+
+const char *script_env_value(const script_runtime *rt, const char *name)
+{
+    return rt->opts.env ? rt->opts.env(rt->opts.env_user, name) : getenv(name);
+}
 
 int script_pool_find(const script_runtime *rt, const char *name)
 {

@@ -121,6 +121,12 @@ int script_to_advc(script_runtime *rt, int pool, double amount, double *advc, ch
  * rewards.lua): recorded with every award. */
 const char *script_rules_generation(const script_runtime *rt);
 
+/* The configuration variables scripts have looked up with m2p.env* (secrets such as
+ * DATABASE_URL are never given to scripts), and their current values. */
+size_t script_env_read_count(const script_runtime *rt);
+const char *script_env_read(const script_runtime *rt, size_t i);
+const char *script_env_value(const script_runtime *rt, const char *name);
+
 /* Lua memory in use, bytes (for metrics and tests). */
 size_t script_memory_used(const script_runtime *rt);
 

@@ -17,6 +17,10 @@
 #include <sys/stat.h>
 
 #include <cjson/cJSON.h>
+#include <ev.h>
+#include <libgen.h>
+
+#include "watch.h"
 
 #define DEFAULT_WALLET "AXb7Kc2R9mQwE4tYuP3sLdF6gH8jN1vZ"
 #define MAX_FIXTURE_BYTES (8 * 1024 * 1024)
@@ -388,4 +392,76 @@ int scripttest_run(const script_options *base, const char *const *paths, int n_p
     free(files.items);
     fprintf(out, "%d passed, %d failed\n", passed, failed);
     return failed == 0 && passed > 0 ? 0 : 1;
+}
+
+/* ================================================================ --watch */
+
+typedef struct watch_run {
+    const script_options *base;
+    const char *const *paths;
+    int n_paths;
+    FILE *out;
+} watch_run;
+
+static void rerun(void *user)
+{
+    watch_run *w = user;
+    fprintf(w->out, "\n-- change detected: running the fixtures again\n");
+    scripttest_run(w->base, w->paths, w->n_paths, w->out);
+    fflush(w->out);
+}
+
+/* Every directory that holds fixtures (a file path watches its directory). */
+static void fixture_dirs(const char *const *paths, int n_paths, path_list *dirs)
+{
+    for (int i = 0; i < n_paths; i++) {
+        struct stat st;
+        if (stat(paths[i], &st) == 0 && S_ISDIR(st.st_mode)) {
+            path_list_add(dirs, paths[i]);
+            DIR *d = opendir(paths[i]);
+            for (struct dirent *e; d && (e = readdir(d));) {
+                char child[4096];
+                snprintf(child, sizeof child, "%s/%s", paths[i], e->d_name);
+                if (e->d_name[0] != '.' && stat(child, &st) == 0 && S_ISDIR(st.st_mode)) {
+                    const char *one[] = {child};
+                    fixture_dirs(one, 1, dirs);
+                }
+            }
+            if (d)
+                closedir(d);
+        } else {
+            char *copy = strdup(paths[i]);
+            path_list_add(dirs, dirname(copy));
+            free(copy);
+        }
+    }
+}
+
+int scripttest_watch(const script_options *base, const char *const *paths, int n_paths,
+                     FILE *out)
+{
+    watch_run w = {base, paths, n_paths, out};
+    scripttest_run(base, paths, n_paths, out);
+    fflush(out);
+    path_list dirs = {0};
+    path_list_add(&dirs, base->pools_dir);
+    path_list_add(&dirs, base->scripts_dir);
+    fixture_dirs(paths, n_paths, &dirs);
+    static const char *const suffixes[] = {".lua", ".json"};
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    dir_watch *watch = dir_watch_new(loop, (const char *const *)dirs.items, dirs.n, suffixes, 2,
+                                     0.2, rerun, &w);
+    int status = 1;
+    if (watch) {
+        fprintf(out, "-- watching %zu directories; Ctrl-C to stop\n", dirs.n);
+        fflush(out);
+        ev_run(loop, 0);
+        status = 0;
+    }
+    dir_watch_free(watch);
+    ev_loop_destroy(loop);
+    for (size_t i = 0; i < dirs.n; i++)
+        free(dirs.items[i]);
+    free(dirs.items);
+    return status;
 }

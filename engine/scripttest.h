@@ -13,4 +13,9 @@
  * line per case and "N passed, N failed" to `out`. Returns 0 when every case passed. */
 int scripttest_run(const script_options *base, const char *const *paths, int n_paths, FILE *out);
 
+/* Runs the fixtures, then again whenever a script (*.lua in the pools or scripts directory)
+ * or a fixture (*.json under the paths) changes, until interrupted. */
+int scripttest_watch(const script_options *base, const char *const *paths, int n_paths,
+                     FILE *out);
+
 #endif

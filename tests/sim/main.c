@@ -61,7 +61,7 @@ static int parse_args(int argc, char **argv) {
   g_cfg.manual_clock = false;
   g_cfg.zpool_rate_limit = 0;
   g_cfg.quiet = false;
-  g_cfg.threads = 1;
+  g_cfg.threads = 2;
   g_cfg.epoch = (int64_t)time(NULL);
   int ch;
   long long ll;

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The m2p-engine benchmark, in one command (a benchmark, not a test: CTest never runs it).
+#
+#   bench/run.sh [options passed to bench/bench.py]
+#
+# Builds what it needs in build/ (the default RelWithDebInfo build: -O2 -g), then
+# bench/bench.py, in one run:
+#   - starts the pool simulator (tests/sim/m2p-sim --threads 1) pinned to CPU 0;
+#   - measures wrk (-t1 -c C) against it as the ceiling: the engine's exact request, cycling
+#     through the same N wallets as the engine's accounts file (bench/wrk-wallets.lua);
+#   - runs `m2p-engine --once` polling N accounts (N = 10k, 100k, 1M) through
+#     bench/pools/cpu-pool.lua (limits = {concurrency = C}, no per_second) against it;
+#     wrk and the engine each get CPU 1, and both use the same C (default 64) connections;
+#   - runs build/bench/script_bench (script_poll alone, JIT off vs on);
+#   - prints polls/s, CPU s per 1000 polls, peak RSS and RSS per account beside the wrk
+#     numbers as ratios (markdown tables, ready for docs/performance.md), and writes the raw
+#     numbers to $TMPDIR/m2p-bench/results.json.
+#
+# Why this layout on a 2-CPU machine: the engine is one event-loop thread and wrk -t1 is one
+# thread, so each client gets one whole CPU and the simulator (one MHD thread) the other;
+# pinning keeps the client and the server from taking turns on the same CPU, which would
+# measure the scheduler instead. Nothing else should be running: the report prints the
+# background load and the hypervisor steal time of each run.
+#
+# Options (bench/bench.py --help): --sizes 10000,100000,1000000 --connections 64
+#   --wrk-seconds 10 --repeat 3 --repeat-large 1 --sim-cpu 0 --client-cpu 1 --out-dir DIR
+# About 6 minutes on the reference machine (docs/performance.md); the 1M accounts file is
+# generated once (~80 MB) and reused.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD_DIR=${BUILD_DIR:-$ROOT/build}
+cd "$ROOT"
+
+for tool in wrk taskset python3 cmake; do
+  command -v "$tool" >/dev/null 2>&1 || {
+    echo "bench: $tool is missing (tests/install-deps.sh installs what the project needs)" >&2
+    exit 1
+  }
+done
+if [ "$(nproc)" -lt 2 ]; then
+  echo "bench: needs 2 CPUs (one for the simulator, one for the client)" >&2
+  exit 1
+fi
+
+[ -f "$BUILD_DIR/CMakeCache.txt" ] || cmake -S "$ROOT" -B "$BUILD_DIR" >/dev/null
+cmake --build "$BUILD_DIR" --target m2p-engine m2p-sim script_bench -j"$(nproc)" >/dev/null
+
+exec python3 "$ROOT/bench/bench.py" --build-dir "$BUILD_DIR" \
+  --command "bench/run.sh${*:+ $*}" "$@"

@@ -1,0 +1,395 @@
+"""A throw-away PostgreSQL server for the integration tests (stdlib only), and helpers for
+tests that run m2p-engine against a game database in it.
+
+    pg = PgServer()                 # initdb into a fresh temporary directory, then start
+    pg.createdb("game")
+    rows = pg.sql("SELECT 1, NULL", db="game")        # -> [("1", None)]
+    pg.restart()                    # pg_ctl restart -m fast
+    pg.close()                      # stop and delete (also done at exit, whatever happens)
+
+The server listens only on a Unix socket in its own directory (no TCP port at all), with
+fsync off, and trusts every local connection unless told otherwise (`hba=` lines). When the
+tests run as root, initdb and the server run as the `postgres` OS user (PostgreSQL refuses
+to run as root): the directory is chown()ed to it and commands go through `runuser`.
+
+Everything is done with the PostgreSQL 15 binaries and `psql`; values come back as text
+(exactly as PostgreSQL prints them, so NUMERIC amounts can be compared digit for digit),
+NULL as None.
+"""
+
+import atexit
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+from decimal import Decimal
+
+PG_BIN_DIRS = ("/usr/lib/postgresql/15/bin",)
+_FIELD = "\x1f"
+_RECORD = "\x1e"
+_NULL = "\x02NULL\x02"
+
+_servers = []
+
+
+class PgError(Exception):
+    pass
+
+
+def _pg_bin(name):
+    for d in PG_BIN_DIRS:
+        path = os.path.join(d, name)
+        if os.access(path, os.X_OK):
+            return path
+    found = shutil.which(name)
+    if found:
+        return found
+    raise PgError("PostgreSQL binary %s not found (looked in %s and PATH)"
+                  % (name, ", ".join(PG_BIN_DIRS)))
+
+
+def _cleanup_all():
+    for s in list(_servers):
+        try:
+            s.close()
+        except Exception:
+            pass
+
+
+atexit.register(_cleanup_all)
+
+
+class PgServer:
+    """One PostgreSQL cluster in a temporary directory. Started by the constructor."""
+
+    def __init__(self, hba=None, settings=None, port=5432, start=True):
+        """hba: pg_hba.conf lines replacing the default 'trust everything local';
+        settings: extra {name: value} server settings (-c name=value)."""
+        self.port = port
+        base = None if len(tempfile.gettempdir()) < 50 else "/tmp"  # socket paths are short
+        self.dir = tempfile.mkdtemp(prefix="m2p-pg-", dir=base)
+        self.data = os.path.join(self.dir, "data")
+        self.logfile = os.path.join(self.dir, "server.log")
+        self.settings = dict(settings or {})
+        self.running = False
+        self._closed = False
+        self._as_postgres = os.geteuid() == 0
+        _servers.append(self)
+        try:
+            if self._as_postgres:
+                pw = pwd.getpwnam("postgres")
+                os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+            os.chmod(self.dir, 0o755)  # the engine (any user) reaches the socket
+            self._run([_pg_bin("initdb"), "-D", self.data, "-U", "postgres", "-A", "trust",
+                       "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"],
+                      what="initdb", timeout=120)
+            if hba is not None:
+                self.write_hba(hba)
+            if start:
+                self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    # ---- processes
+
+    def _cmd(self, argv):
+        return (["runuser", "-u", "postgres", "--"] + argv) if self._as_postgres else argv
+
+    def _run(self, argv, what, timeout=120, check=True, input_text=None, env=None):
+        try:
+            r = subprocess.run(self._cmd(argv), cwd=self.dir, capture_output=True,
+                               timeout=timeout, input=input_text, text=True,
+                               env=env, stdin=None if input_text is not None
+                               else subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise PgError("%s did not finish within %d s" % (what, timeout))
+        if check and r.returncode != 0:
+            raise PgError("%s failed (status %d): %s%s" % (what, r.returncode,
+                                                          r.stderr.strip()[-2000:],
+                                                          self._log_tail()))
+        return r
+
+    def _log_tail(self, n=15):
+        try:
+            with open(self.logfile, errors="replace") as f:
+                lines = f.read().splitlines()[-n:]
+        except OSError:
+            return ""
+        return ("\nserver log:\n  " + "\n  ".join(lines)) if lines else ""
+
+    def _options(self):
+        opts = ["-c listen_addresses=''", "-c unix_socket_directories=%s" % self.dir,
+                "-c fsync=off", "-c full_page_writes=off", "-p %d" % self.port,
+                "-c max_connections=100"]
+        for k, v in self.settings.items():
+            opts.append("-c %s=%s" % (k, v))
+        return " ".join(opts)
+
+    def start(self):
+        self._run([_pg_bin("pg_ctl"), "-D", self.data, "-l", self.logfile, "-w", "-t", "120",
+                   "-o", self._options(), "start"], what="pg_ctl start", timeout=150)
+        self.running = True
+
+    def stop(self, mode="fast"):
+        if not self.running:
+            return
+        self._run([_pg_bin("pg_ctl"), "-D", self.data, "-w", "-t", "120", "-m", mode, "stop"],
+                  what="pg_ctl stop", timeout=150)
+        self.running = False
+
+    def restart(self, mode="fast"):
+        """pg_ctl restart: every connection is closed, the server is back when this returns."""
+        self._run([_pg_bin("pg_ctl"), "-D", self.data, "-l", self.logfile, "-w", "-t", "120",
+                   "-m", mode, "-o", self._options(), "restart"],
+                  what="pg_ctl restart", timeout=150)
+        self.running = True
+
+    def reload(self):
+        self._run([_pg_bin("pg_ctl"), "-D", self.data, "reload"], what="pg_ctl reload")
+
+    def write_hba(self, lines):
+        path = os.path.join(self.data, "pg_hba.conf")
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        if self._as_postgres:
+            pw = pwd.getpwnam("postgres")
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+
+    def server_log(self):
+        try:
+            with open(self.logfile, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def close(self):
+        """Stops the server (immediately) and deletes its directory. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.running or os.path.exists(os.path.join(self.data, "postmaster.pid")):
+                self._run([_pg_bin("pg_ctl"), "-D", self.data, "-w", "-t", "60", "-m",
+                           "immediate", "stop"], what="pg_ctl stop", timeout=90, check=False)
+        finally:
+            self.running = False
+            shutil.rmtree(self.dir, ignore_errors=True)
+            if self in _servers:
+                _servers.remove(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ---- connecting
+
+    def conninfo(self, db="postgres", user="postgres", password=None):
+        """A libpq key=value connection string (the socket directory as host)."""
+        s = "host=%s port=%d user=%s dbname=%s" % (self.dir, self.port, user, db)
+        if password is not None:
+            s += " password=%s" % password
+        return s
+
+    def url(self, db="postgres", user="postgres", password=None):
+        """The same as a postgresql:// URL (host= as a query parameter)."""
+        from urllib.parse import quote
+        auth = quote(user, safe="")
+        if password is not None:
+            auth += ":" + quote(password, safe="")
+        return "postgresql://%s@/%s?host=%s&port=%d" % (auth, quote(db, safe=""),
+                                                        quote(self.dir, safe=""), self.port)
+
+    def _psql(self, db, user, password, args, input_text=None, timeout=120):
+        env = {k: os.environ[k] for k in ("PATH", "LANG", "LC_ALL") if k in os.environ}
+        env["PGCONNECT_TIMEOUT"] = "30"
+        if password is not None:
+            env["PGPASSWORD"] = password
+        argv = [_pg_bin("psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                "-h", self.dir, "-p", str(self.port), "-U", user, "-d", db,
+                "-F", _FIELD, "-R", _RECORD, "-P", "null=" + _NULL, "-P", "pager=off"] + args
+        try:
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env,
+                               input=input_text,
+                               stdin=None if input_text is not None else subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise PgError("psql did not finish within %d s" % timeout)
+        if r.returncode != 0:
+            raise PgError("psql failed (status %d): %s" % (r.returncode, r.stderr.strip()))
+        return r.stdout
+
+    @staticmethod
+    def _rows(out, several=False):
+        """psql's unaligned output: fields and records separated by our separators; each
+        result set ends with a newline (so with several statements, records are split at
+        newlines too: a script's values must not contain any)."""
+        if not several:
+            if out == "":
+                return []  # no rows, or a statement without any
+            records = out[:-1].split(_RECORD) if out.endswith("\n") else out.split(_RECORD)
+        else:
+            records = [p for rec in out.split(_RECORD) for p in rec.split("\n") if p != ""]
+        return [tuple(None if v == _NULL else v for v in rec.split(_FIELD)) for rec in records]
+
+    def sql(self, query, db="postgres", user="postgres", password=None):
+        """Runs one statement; returns its rows as tuples of text (None for NULL)."""
+        return self._rows(self._psql(db, user, password, ["-c", query]))
+
+    def value(self, query, db="postgres", **kw):
+        """The single value of a one-row, one-column query."""
+        rows = self.sql(query, db=db, **kw)
+        if len(rows) != 1 or len(rows[0]) != 1:
+            raise PgError("expected one value from %r, got %r" % (query, rows))
+        return rows[0][0]
+
+    def script(self, text, db="postgres", user="postgres", password=None):
+        """Runs a file of SQL (several statements) from a string; returns the rows printed."""
+        return self._rows(self._psql(db, user, password, ["-f", "-"], input_text=text),
+                          several=True)
+
+    def createdb(self, name):
+        self.sql('CREATE DATABASE "%s"' % name)
+        return name
+
+    def wait_ready(self, timeout=60):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.sql("SELECT 1")
+                return
+            except PgError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+
+# ====================================================================== game database
+
+
+def lit(value):
+    """A SQL literal for a Python value (test data only)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, Decimal)):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+Q8 = Decimal("0.00000001")
+
+
+def numeric_text(d):
+    """A Decimal as PostgreSQL prints a NUMERIC(30, 8): '12.30000000'."""
+    return format(Decimal(d).quantize(Q8), "f")
+
+
+class GameDb:
+    """One database of a PgServer, as the engine uses it."""
+
+    def __init__(self, pg, name):
+        self.pg = pg
+        self.name = name
+
+    @classmethod
+    def create(cls, pg, name):
+        pg.createdb(name)
+        return cls(pg, name)
+
+    def conninfo(self, **kw):
+        return self.pg.conninfo(db=self.name, **kw)
+
+    def sql(self, query, **kw):
+        return self.pg.sql(query, db=self.name, **kw)
+
+    def value(self, query, **kw):
+        return self.pg.value(query, db=self.name, **kw)
+
+    def script(self, text, **kw):
+        return self.pg.script(text, db=self.name, **kw)
+
+    def add_players(self, players, verified=True, active=True):
+        """Inserts players as make_players() describes them ({player_id, username, wallet,
+        wallets: {pool: wallet}}), with their ids, and their per-pool wallets."""
+        if not players:
+            return
+        rows = ", ".join("(%d, %s, %s, %s, %s, %s)" % (
+            p["player_id"], lit(p["username"]), lit(p["username"] + "@example.com"),
+            lit(p.get("wallet")), lit(verified), lit(active)) for p in players)
+        text = ("INSERT INTO players (id, username, email, wallet_address, verified, active) "
+                "VALUES %s;\n" % rows)
+        wallets = [(p["player_id"], pool, w) for p in players
+                   for pool, w in sorted(p.get("wallets", {}).items())]
+        if wallets:
+            text += ("INSERT INTO m2p_player_wallets (player_id, pool_name, wallet) VALUES %s;\n"
+                     % ", ".join("(%d, %s, %s)" % (i, lit(pool), lit(w))
+                                 for i, pool, w in wallets))
+        text += ("SELECT setval(pg_get_serial_sequence('players', 'id'), "
+                 "(SELECT max(id) FROM players));\n")
+        self.script(text)
+
+    def totals(self):
+        """{player_id: (total_advc_mined text, total_ap text)}"""
+        return {int(i): (advc, ap) for i, advc, ap in
+                self.sql("SELECT id, total_advc_mined::text, total_ap::text FROM players")}
+
+    def event_sums(self):
+        """{(player_id, pool): (sum advc text, sum ap text, count)} over mining_events."""
+        return {(int(p), pool): (a, b, int(n)) for p, pool, a, b, n in self.sql(
+            "SELECT player_id, pool_name, sum(advc_amount)::numeric(30,8)::text,"
+            " sum(ap_awarded)::numeric(30,8)::text, count(*) FROM mining_events"
+            " GROUP BY player_id, pool_name")}
+
+    def accounts(self):
+        """{(player_id, pool): (wallet, version)} from m2p_accounts."""
+        return {(int(p), pool): (w, int(v)) for p, pool, w, v in self.sql(
+            "SELECT player_id, pool_name, wallet, version FROM m2p_accounts")}
+
+    def integrity_problems(self, ap_per_advc=Decimal(100)):
+        """What must always hold, whatever happened: a list of problems (empty = fine).
+        - no idempotency key twice for an account, none missing;
+        - every event's AP is its ADVC x ap_per_advc, both > 0;
+        - every player's totals equal the sum of its mining_events;
+        - every award has its outbox row."""
+        problems = []
+        dups = self.sql("SELECT player_id, pool_name, idempotency_key, count(*)"
+                        " FROM mining_events GROUP BY 1, 2, 3 HAVING count(*) > 1 LIMIT 10")
+        if dups:
+            problems.append("idempotency keys used more than once: %s" % dups)
+        nokey = self.value("SELECT count(*) FROM mining_events WHERE idempotency_key IS NULL")
+        if nokey != "0":
+            problems.append("%s mining_events without an idempotency key" % nokey)
+        bad_ap = self.sql("SELECT id, advc_amount::text, ap_awarded::text FROM mining_events"
+                          " WHERE advc_amount <= 0 OR ap_awarded <> round(advc_amount * %s, 8)"
+                          " LIMIT 10" % ap_per_advc)
+        if bad_ap:
+            problems.append("events whose AP is not ADVC x %s: %s" % (ap_per_advc, bad_ap))
+        mismatch = self.sql(
+            "SELECT p.id, p.total_advc_mined::text, p.total_ap::text,"
+            " coalesce(e.advc, 0)::text, coalesce(e.ap, 0)::text FROM players p"
+            " LEFT JOIN (SELECT player_id, sum(advc_amount) AS advc, sum(ap_awarded) AS ap"
+            "            FROM mining_events GROUP BY player_id) e ON e.player_id = p.id"
+            " WHERE p.total_advc_mined <> coalesce(e.advc, 0)"
+            "    OR p.total_ap <> coalesce(e.ap, 0) LIMIT 10")
+        if mismatch:
+            problems.append("players whose totals differ from the sum of their mining_events "
+                            "(id, total_advc, total_ap, events advc, events ap): %s" % mismatch)
+        orphans = self.value("SELECT count(*) FROM mining_events e WHERE NOT EXISTS"
+                             " (SELECT 1 FROM m2p_outbox o WHERE o.mining_event_id = e.id)")
+        if orphans != "0":
+            problems.append("%s mining_events without an outbox row" % orphans)
+        return problems
+
+
+# ====================================================================== expectations
+
+
+def ledger_advc(ledger, btc_to_advc=Decimal(1000000)):
+    """What a simulator ledger entry's cumulative payouts are worth in ADVC."""
+    paid = Decimal(ledger["paid"])
+    return paid * btc_to_advc if ledger.get("currency") == "BTC" else paid
