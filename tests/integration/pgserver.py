@@ -393,3 +393,163 @@ def ledger_advc(ledger, btc_to_advc=Decimal(1000000)):
     """What a simulator ledger entry's cumulative payouts are worth in ADVC."""
     paid = Decimal(ledger["paid"])
     return paid * btc_to_advc if ledger.get("currency") == "BTC" else paid
+
+
+# ====================================================================== engines on a database
+#
+# Glue between harness.Context (simulator, engines) and a GameDb. Accounts are
+# (player_id, pool) pairs; players are make_players()-style dicts.
+
+POOLS = ("cpu-pool", "rplant", "zpool")
+
+
+def wallet_of(player, pool):
+    return player.get("wallets", {}).get(pool, player.get("wallet"))
+
+
+def migrate(ctx, gdb, settings=None):
+    """m2p-engine --migrate on the database; fails the test unless it succeeds."""
+    import harness
+    s = dict(settings or {}, DATABASE_URL=gdb.conninfo())
+    rc, _, out, err = ctx.run_engine(["--migrate"], s, scripts=False)
+    harness.check(rc == 0, "m2p-engine --migrate failed (status %s): %s %s" % (rc, out, err))
+    return out
+
+
+def engine_settings(sim, gdb, **extra):
+    """The usual settings of an engine polling the simulator and storing into gdb."""
+    s = {"DATABASE_URL": gdb.conninfo(), "POLL_INTERVAL_SECONDS": 1, "LOG_LEVEL": "debug",
+         "ZPOOL_PER_SECOND": 100}
+    if sim is not None:
+        s.update(sim.pool_env())
+    s.update(extra)
+    return s
+
+
+def accounts_of(players, pools=POOLS):
+    return [(p["player_id"], pool) for p in players for pool in pools
+            if wallet_of(p, pool)]
+
+
+def ledgers(sim, players, pools=POOLS):
+    """{(player_id, pool): ledger} for every account, at the simulator's current time."""
+    return {(p["player_id"], pool): sim.ledger(pool, wallet_of(p, pool))
+            for p in players for pool in pools if wallet_of(p, pool)}
+
+
+def polls_since(engines, since, name="pool_poll_success"):
+    """{(player_id, pool): count} of `name` events logged by `engines` after the indices
+    `since` (one per engine; None = from the start)."""
+    counts = {}
+    for i, eng in enumerate(engines):
+        start = since[i] if since else 0
+        for e in eng.named(name, start):
+            key = (e.get("player_id"), e.get("pool"))
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def marks(engines):
+    return [eng.count() for eng in engines]
+
+
+def wait_polls(engines, since, accounts, n, what, timeout=60):
+    """Waits until every account in `accounts` has at least n successful polls logged (by
+    any of `engines`) after `since`. With n = 2 the first of them surely finished (its
+    commit included) after `since`: an account is never polled twice at once."""
+    import harness
+    accounts = list(accounts)
+
+    def missing():
+        counts = polls_since(engines, since)
+        return [a for a in accounts if counts.get(a, 0) < n]
+
+    deadline = time.monotonic() + timeout
+    while True:
+        left = missing()
+        if not left:
+            return
+        for eng in engines:
+            if eng.proc.poll() is not None:
+                harness.fail("an engine exited (status %s) while waiting for %s"
+                             % (eng.proc.returncode, what))
+        if time.monotonic() > deadline:
+            harness.fail("timed out after %d s waiting for %s; %d accounts lack %d polls, "
+                         "e.g. %s" % (timeout, what, len(left), n, left[:5]))
+        time.sleep(0.1)
+
+
+def expected_advc(base, end):
+    """{account: ADVC} awarded between two ledger snapshots of the same accounts."""
+    return {a: ledger_advc(end[a]) - ledger_advc(base[a]) for a in end}
+
+
+def expected_player_totals(per_account, ap_per_advc=Decimal(100), start=None):
+    """{player_id: (advc text, ap text)} from per-account ADVC, plus `start`
+    ({player_id: (advc, ap) Decimals}) for players that had totals before."""
+    sums = {}
+    for (pid, _), advc in per_account.items():
+        sums[pid] = sums.get(pid, Decimal(0)) + advc
+    out = {}
+    for pid, advc in sums.items():
+        a0, p0 = (start or {}).get(pid, (Decimal(0), Decimal(0)))
+        out[pid] = (numeric_text(a0 + advc), numeric_text(p0 + advc * ap_per_advc))
+    return out
+
+
+def totals_diff(gdb, expected):
+    """Players whose stored totals differ from `expected`: {id: (got, expected)}."""
+    got = gdb.totals()
+    return {pid: (got.get(pid), want) for pid, want in expected.items()
+            if got.get(pid) != want}
+
+
+def wait_totals(gdb, expected, what, timeout=60, engines=()):
+    """Waits until every player in `expected` has exactly those totals (as text)."""
+    import harness
+    deadline = time.monotonic() + timeout
+    while True:
+        diff = totals_diff(gdb, expected)
+        if not diff:
+            return
+        for eng in engines:
+            if eng.proc.poll() is not None:
+                harness.fail("an engine exited (status %s) while waiting for %s"
+                             % (eng.proc.returncode, what))
+        if time.monotonic() > deadline:
+            harness.fail("timed out after %d s waiting for %s: %d players differ, "
+                         "(id: (stored advc, ap), (expected advc, ap)): %s"
+                         % (timeout, what, len(diff), sorted(diff.items())[:6]))
+        time.sleep(0.2)
+
+
+def check_accounts_exact(gdb, per_account, base=None, end=None):
+    """Every account's mining_events add up to exactly its expected ADVC (and AP = x100);
+    for zpool (awards by tx id) the keys are exactly the new payouts' tx ids."""
+    import harness
+    sums = gdb.event_sums()
+    bad = []
+    for a, advc in sorted(per_account.items()):
+        got = sums.get(a, ("0.00000000", "0.00000000", 0))
+        if got[0] != numeric_text(advc) or got[1] != numeric_text(advc * 100):
+            bad.append((a, got[:2], numeric_text(advc)))
+    harness.check(not bad, "accounts whose mining_events do not add up to the ledger "
+                           "(account, (advc, ap) stored, advc expected): %s" % bad[:8])
+    extra = set(sums) - set(per_account)
+    harness.check(not extra, "mining_events for unexpected accounts: %s" % sorted(extra)[:8])
+    if base is None or end is None:
+        return
+    keys = {}
+    for pid, pool, key in gdb.sql("SELECT player_id, pool_name, idempotency_key"
+                                  " FROM mining_events WHERE pool_name = 'zpool'"):
+        keys.setdefault((int(pid), pool), set()).add(key)
+    for a in per_account:
+        if a[1] != "zpool":
+            continue
+        harness.check(not end[a]["truncated"], "the simulator ledger of %s is truncated" % (a,))
+        n0 = int(base[a]["count"])
+        want = {"tx:" + p["tx"] for p in end[a]["payouts"] if int(p["k"]) > n0}
+        got = keys.get(a, set())
+        harness.check(got == want, "%s: stored award keys differ from the new payouts' tx ids: "
+                                   "missing %s, extra %s" % (a, sorted(want - got)[:3],
+                                                             sorted(got - want)[:3]))

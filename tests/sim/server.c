@@ -646,19 +646,21 @@ static void panic_cb(void *cls, const char *file, unsigned int line, const char 
  * purpose (timeout faults, shutdown). */
 static void mhd_logger(void *cls, const char *fmt, va_list ap) {
   (void)cls;
-  if (g_cfg.quiet || strncmp(fmt, "Application reported internal error", 35) == 0) return;
+  if (g_cfg.quiet) return;
   char buf[512];
   vsnprintf(buf, sizeof buf, fmt, ap);
+  if (strncmp(buf, "Application reported internal error", 35) == 0) return;
   size_t n = strlen(buf);
   while (n && buf[n - 1] == '\n') buf[--n] = '\0';
   fprintf(stderr, "m2p-sim: libmicrohttpd: %s\n", buf);
 }
 
-#define COMMON_OPTIONS                                                                       \
-  MHD_OPTION_LISTEN_SOCKET, (MHD_socket)listen_fd, MHD_OPTION_URI_LOG_CALLBACK, uri_logger,   \
-      NULL, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,     \
-      (unsigned int)120, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)10000, MHD_OPTION_EXTERNAL_LOGGER,   \
-      mhd_logger, NULL
+/* The external logger must come first, or MHD logs the options before it the default way. */
+#define COMMON_OPTIONS                                                                             \
+  MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)listen_fd,    \
+      MHD_OPTION_URI_LOG_CALLBACK, uri_logger, NULL, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, \
+      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120, MHD_OPTION_CONNECTION_LIMIT,               \
+      (unsigned int)10000
 
 struct MHD_Daemon *server_start(int listen_fd) {
   MHD_set_panic_func(panic_cb, NULL);

@@ -30,8 +30,9 @@
  * Binaries: $M2P_PG_BINDIR, else the newest /usr/lib/postgresql/N/bin, else $PATH.
  * The server log is DIR/server.log (pg_fixture_stop prints its tail to stderr when
  * pg.keep_log_on_stop is set, and the directory is kept when $M2P_PG_KEEP is set).
- * A test killed before pg_fixture_stop leaves the server running: stop it with
- * pg_ctl -D DIR/data stop (DIR is printed by pg_fixture_start when $M2P_PG_VERBOSE is set).
+ * A test that dies without calling pg_fixture_stop (abort, sanitizer report, kill -9) does
+ * not leave a server behind: a small watchdog process forked by pg_fixture_start waits for
+ * the test process to go away and then stops the server and deletes the directory.
  */
 #ifndef M2P_TEST_PG_FIXTURE_H
 #define M2P_TEST_PG_FIXTURE_H
@@ -45,6 +46,7 @@
 #include <ftw.h>
 #include <grp.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -70,6 +72,8 @@ typedef struct pg_fixture {
     bool switch_user;
     bool running;
     bool keep_log_on_stop;
+    int watchdog_fd;      /* write end of the pipe the watchdog waits on, -1: none */
+    pid_t watchdog;
 } pg_fixture;
 
 static void pg_fixture_err_(pg_fixture *f, const char *fmt, ...)
@@ -288,6 +292,49 @@ static int pg_fixture_rm_(const char *path, const struct stat *sb, int flag, str
     return 0;
 }
 
+static void pg_fixture_stop(pg_fixture *f);
+
+/* Forks the watchdog: it blocks reading a pipe whose write end only the test process holds;
+ * end of file means the test is gone. Then it cleans up whatever is left. */
+static void pg_fixture_watchdog_(pg_fixture *f)
+{
+    int p[2];
+    f->watchdog_fd = -1;
+    if (pipe2(p, O_CLOEXEC) != 0)
+        return;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(p[0]);
+        close(p[1]);
+        return;
+    }
+    if (pid == 0) {
+        signal(SIGINT, SIG_IGN); /* a ^C to the test's process group must not skip cleanup */
+        signal(SIGTERM, SIG_IGN);
+        signal(SIGHUP, SIG_IGN);
+        close(p[1]);
+        if (p[0] != 3) {
+            dup2(p[0], 3);
+            close(p[0]);
+        }
+        close_range(4, ~0U, 0); /* nothing of the test (its sockets...) stays open here */
+        char c;
+        while (read(3, &c, 1) < 0 && errno == EINTR)
+            ;
+        struct stat st;
+        if (f->dir[0] && stat(f->datadir, &st) == 0 && !getenv("M2P_PG_KEEP")) {
+            f->running = true;
+            f->keep_log_on_stop = false;
+            pg_fixture_stop(f);
+        }
+        _exit(0);
+    }
+    close(p[0]);
+    f->watchdog_fd = p[1];
+    f->watchdog = pid;
+}
+
 static void pg_fixture_stop(pg_fixture *f)
 {
     if (f->running) {
@@ -306,11 +353,18 @@ static void pg_fixture_stop(pg_fixture *f)
     if (f->dir[0] && !getenv("M2P_PG_KEEP"))
         nftw(f->dir, pg_fixture_rm_, 16, FTW_DEPTH | FTW_PHYS);
     f->dir[0] = '\0';
+    if (f->watchdog_fd >= 0) { /* all done: let the watchdog go */
+        close(f->watchdog_fd);
+        f->watchdog_fd = -1;
+        while (waitpid(f->watchdog, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
 }
 
 static int pg_fixture_start(pg_fixture *f)
 {
     memset(f, 0, sizeof *f);
+    f->watchdog_fd = -1;
     pg_fixture_find_bindir_(f);
     if (geteuid() == 0) {
         struct passwd *pw = getpwnam("postgres");
@@ -356,14 +410,19 @@ static int pg_fixture_start(pg_fixture *f)
     }
     char hba[300];
     snprintf(hba, sizeof hba, "%s/pg_hba.conf", f->datadir);
-    if (pg_fixture_write_file_(f, hba,
-                               "# written by tests/unit/pg_fixture.h\n"
-                               "local all m2p trust\n"
-                               "local all all scram-sha-256\n",
-                               "w") != 0 ||
-        pg_fixture_ctl(f, "start") != 0) {
+    int rc = pg_fixture_write_file_(f, hba,
+                                    "# written by tests/unit/pg_fixture.h\n"
+                                    "local all m2p trust\n"
+                                    "local all all scram-sha-256\n",
+                                    "w");
+    if (rc == 0) {
+        pg_fixture_watchdog_(f);
+        rc = pg_fixture_ctl(f, "start");
+    }
+    if (rc != 0) {
         char why[sizeof f->error];
         memcpy(why, f->error, sizeof why);
+        f->running = true; /* pg_ctl may have started it before failing to wait */
         pg_fixture_stop(f);
         memcpy(f->error, why, sizeof why);
         return -1;
