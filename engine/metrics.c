@@ -73,11 +73,15 @@ cJSON *metrics_to_json(const metrics *m)
     return out;
 }
 
-void metrics_log_cycle(metrics *m, size_t player_count)
+void metrics_log_cycle(metrics *m, size_t player_count, cJSON *extra)
 {
     cJSON *fields = cJSON_CreateObject();
     cJSON_AddNumberToObject(fields, "player_count", (double)player_count);
     cJSON_AddNumberToObject(fields, "failures", (double)m->cycle_failures);
+    while (extra && extra->child)
+        cJSON_AddItemToObject(fields, extra->child->string,
+                              cJSON_DetachItemViaPointer(extra, extra->child));
+    cJSON_Delete(extra);
     cJSON_AddItemToObject(fields, "metrics", metrics_to_json(m));
     log_emit(LOG_INFO, "polling_cycle_complete", fields);
     m->cycle_failures = 0;

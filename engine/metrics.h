@@ -37,7 +37,8 @@ void metrics_record_poll(metrics *m, pool_metrics *pool, bool success, double re
 /* {"polls_total": .., "polls_successful": .., "rewards_detected": .., "pools": {..}} */
 cJSON *metrics_to_json(const metrics *m);
 
-/* Logs polling_cycle_complete and starts a new cycle's failure count. */
-void metrics_log_cycle(metrics *m, size_t player_count);
+/* Logs polling_cycle_complete (with the members of `extra` added, which it takes; may be
+ * NULL) and starts a new cycle's failure count. */
+void metrics_log_cycle(metrics *m, size_t player_count, cJSON *extra);
 
 #endif

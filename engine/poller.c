@@ -97,6 +97,8 @@ struct poller {
     bool started, stopping, pumping, finished;
     void (*on_finished)(void *);
     void *on_finished_user;
+    void (*status)(void *, cJSON *);
+    void *status_user;
 };
 
 /* ============================================================== Memory store */
@@ -805,7 +807,16 @@ static void on_cycle(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     poller *p = w->data;
-    metrics_log_cycle(&p->metrics, p->players_present);
+    cJSON *extra = cJSON_CreateObject();
+    if (p->status)
+        p->status(p->status_user, extra);
+    metrics_log_cycle(&p->metrics, p->players_present, extra);
+}
+
+void poller_set_status(poller *p, void (*fn)(void *, cJSON *), void *user)
+{
+    p->status = fn;
+    p->status_user = user;
 }
 
 static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)

@@ -109,6 +109,9 @@ void poller_stop(poller *p);
 void poller_reload(poller *p, script_runtime *rt);
 
 const metrics *poller_metrics(const poller *p);
+/* Adds fields (health of the database, membership) to every polling_cycle_complete. */
+void poller_set_status(poller *p, void (*fn)(void *user, cJSON *fields), void *user);
+
 /* Counts a reload attempt in the metrics (ok=false: the running generation was kept). */
 void poller_note_reload(poller *p, bool ok);
 size_t poller_account_count(const poller *p);

@@ -221,6 +221,13 @@ static int open_database(app *a)
     return 0;
 }
 
+static void database_status(void *user, cJSON *fields)
+{
+    app *a = user;
+    cJSON_AddStringToObject(fields, "database", db_healthy(a->db) ? "ok" : "degraded");
+    cJSON_AddNumberToObject(fields, "live_engines", membership_live_count(a->members));
+}
+
 /* Joins the engines sharing the database and follows the players table. */
 static int follow_database(app *a)
 {
@@ -233,6 +240,7 @@ static int follow_database(app *a)
                                 interval * 0.75 > 3 ? interval * 0.75 : 3);
     membership_on_change(a->members, on_members_changed, a);
     poller_set_owner(a->poller, membership_owns, a->members);
+    poller_set_status(a->poller, database_status, a);
     db_store_follow_players(a->store, a->poller, on_players_ready, a);
     return 0;
 }
