@@ -84,6 +84,36 @@ function m2p.first_num(t, paths)
   return nil, "none of " .. table.concat(paths, ", ") .. " present"
 end
 
+-- An optional, informational number (balance, hashrate...): nil when absent, malformed or
+-- negative, since a bad informational field must not fail a poll whose payout counter is fine.
+function m2p.opt_num(t, path)
+  local v = m2p.get(t, path)
+  if v == nil then return nil end
+  local x = m2p.num(v)
+  if x == nil or x < 0 then return nil end
+  return x
+end
+
+-- A short printable description of a value, for error messages about what a pool sent.
+function m2p.describe(v)
+  if v == native.null then return "null" end
+  if type(v) == "string" then return string.format("%q", v:sub(1, 80)) end
+  return type(v)
+end
+
+-- The response body as a decoded JSON object, or nil and why not (not JSON, or JSON that is
+-- not an object).
+function m2p.json_object(response)
+  local json = response.json
+  if json == nil then
+    return nil, "response is not JSON (" .. tostring(response.json_error or "no JSON body") .. ")"
+  end
+  if type(json) ~= "table" then
+    return nil, "response is not a JSON object (got " .. m2p.describe(json) .. ")"
+  end
+  return json
+end
+
 local levels = { debug = true, info = true, warning = true, error = true }
 
 function m2p.log(level, event, fields)

@@ -38,21 +38,6 @@ local function strip_worker(address)
   return (address:match("^([^.]*)"))
 end
 
--- A number for an informational field, or nil when it is absent, malformed or negative.
-local function info_num(json, path)
-  local v = m2p.get(json, path)
-  if v == nil then return nil end
-  local x = m2p.num(v)
-  if x == nil or x < 0 then return nil end
-  return x
-end
-
-local function describe(v)
-  if m2p.is_null(v) then return "null" end
-  if type(v) == "string" then return string.format("%q", v:sub(1, 80)) end
-  return type(v)
-end
-
 local pool = {
   name = "cpu-pool",
   currency = "ADVC",
@@ -66,13 +51,8 @@ function pool.request(wallet)
 end
 
 function pool.parse(response)
-  local json = response.json
-  if json == nil then
-    return nil, "response is not JSON (" .. tostring(response.json_error or "no JSON body") .. ")"
-  end
-  if type(json) ~= "table" then
-    return nil, "response is not a JSON object (got " .. describe(json) .. ")"
-  end
+  local json, why = m2p.json_object(response)
+  if not json then return nil, why end
 
   -- NOMP's error forms: {"result":"error","message":"Invalid wallet address"}, {"error":...}.
   if json.result == "error" or (json.error ~= nil and not m2p.is_null(json.error)
@@ -88,7 +68,7 @@ function pool.parse(response)
     return nil, "no miner in response: the pool does not know this wallet"
   end
   if type(miner) ~= "string" then
-    return nil, "miner is not a string (got " .. describe(miner) .. ")"
+    return nil, "miner is not a string (got " .. m2p.describe(miner) .. ")"
   end
   if strip_worker(miner) ~= response.wallet then
     return nil, string.format("response is for miner %q, not for the polled wallet",
@@ -101,10 +81,10 @@ function pool.parse(response)
 
   return {
     paid = paid,
-    balance = info_num(json, "balance"),
-    immature = info_num(json, "immature"),
-    hashrate = info_num(json, "totalHash"),
-    shares = info_num(json, "totalShares"),
+    balance = m2p.opt_num(json, "balance"),
+    immature = m2p.opt_num(json, "immature"),
+    hashrate = m2p.opt_num(json, "totalHash"),
+    shares = m2p.opt_num(json, "totalShares"),
   }
 end
 

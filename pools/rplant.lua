@@ -36,21 +36,6 @@ local ATOMIC_DIVISOR = m2p.env_number("RPLANT_ATOMIC_DIVISOR", 1e12, 1, 1e18)
 local COUNTER_PATHS = { "paid", "totalPaid", "stats.paid", "total" }
 local AMOUNT_FIELDS = { "balance", "unsold", "unpaid", "immature" }
 
-local function describe(v)
-  if m2p.is_null(v) then return "null" end
-  if type(v) == "string" then return string.format("%q", v:sub(1, 80)) end
-  return type(v)
-end
-
--- A number for an informational field, or nil when it is absent, malformed or negative.
-local function info_num(json, path)
-  local v = m2p.get(json, path)
-  if v == nil then return nil end
-  local x = m2p.num(v)
-  if x == nil or x < 0 then return nil end
-  return x
-end
-
 local pool = {
   name = "rplant",
   currency = "ADVC",
@@ -64,13 +49,8 @@ function pool.request(wallet)
 end
 
 function pool.parse(response)
-  local json = response.json
-  if json == nil then
-    return nil, "response is not JSON (" .. tostring(response.json_error or "no JSON body") .. ")"
-  end
-  if type(json) ~= "table" then
-    return nil, "response is not a JSON object (got " .. describe(json) .. ")"
-  end
+  local json, why = m2p.json_object(response)
+  if not json then return nil, why end
   if next(json) == nil then
     return nil, "empty object: the pool has nothing for this wallet"
   end
@@ -89,7 +69,7 @@ function pool.parse(response)
   local address = json.address
   if address ~= nil and not m2p.is_null(address) then
     if type(address) ~= "string" then
-      return nil, "address is not a string (got " .. describe(address) .. ")"
+      return nil, "address is not a string (got " .. m2p.describe(address) .. ")"
     end
     if address ~= response.wallet then
       return nil, string.format("response is for address %q, not for the polled wallet",
@@ -107,8 +87,8 @@ function pool.parse(response)
   if counter < 0 then return nil, path .. " is negative (" .. tostring(counter) .. ")" end
 
   local amounts = { paid = counter }
-  for _, f in ipairs(AMOUNT_FIELDS) do amounts[f] = info_num(json, f) end
-  if path ~= "total" then amounts.total = info_num(json, "total") end
+  for _, f in ipairs(AMOUNT_FIELDS) do amounts[f] = m2p.opt_num(json, f) end
+  if path ~= "total" then amounts.total = m2p.opt_num(json, "total") end
 
   -- Atomic units: decided once for the whole response, so every amount has one scale.
   local atomic = false
@@ -126,7 +106,7 @@ function pool.parse(response)
   end
 
   local observation = amounts
-  observation.hashrate = info_num(json, "hashrate")
+  observation.hashrate = m2p.opt_num(json, "hashrate")
   return observation
 end
 

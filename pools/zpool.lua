@@ -34,21 +34,6 @@ local DEFAULT_URL = "https://zpool.ca/api/walletEx"
 local BASE = m2p.env("ZPOOL_URL", DEFAULT_URL):match("^([^?#]*)")
 local PER_SECOND = m2p.env_number("ZPOOL_PER_SECOND", 1 / 65, 1e-6, 100)
 
-local function describe(v)
-  if m2p.is_null(v) then return "null" end
-  if type(v) == "string" then return string.format("%q", v:sub(1, 80)) end
-  return type(v)
-end
-
--- A number for an informational field, or nil when it is absent, malformed or negative.
-local function info_num(json, path)
-  local v = m2p.get(json, path)
-  if v == nil then return nil end
-  local x = m2p.num(v)
-  if x == nil or x < 0 then return nil end
-  return x
-end
-
 -- A counter field: absent -> nil; present -> a number >= 0 or an error.
 local function counter_num(json, field)
   local v = m2p.get(json, field)
@@ -86,7 +71,7 @@ local function parse_payouts(list, wallet)
       local amount, err = m2p.num(entry.amount)
       if tx == nil then
         m2p.log("debug", "zpool_payout_skipped", { wallet = wallet, index = i,
-          detail = "no usable tx id (" .. describe(entry.tx) .. ")" })
+          detail = "no usable tx id (" .. m2p.describe(entry.tx) .. ")" })
       elseif amount == nil or amount <= 0 then
         m2p.log("warning", "zpool_payout_skipped", { wallet = wallet, index = i, tx = tx,
           detail = "bad amount: " .. (err or tostring(amount)) })
@@ -117,13 +102,8 @@ function pool.request(wallet)
 end
 
 function pool.parse(response)
-  local json = response.json
-  if json == nil then
-    return nil, "response is not JSON (" .. tostring(response.json_error or "no JSON body") .. ")"
-  end
-  if type(json) ~= "table" then
-    return nil, "response is not a JSON object (got " .. describe(json) .. ")"
-  end
+  local json, why = m2p.json_object(response)
+  if not json then return nil, why end
 
   local pool_error = json.error
   if pool_error ~= nil and not m2p.is_null(pool_error) and pool_error ~= false then
@@ -134,19 +114,19 @@ function pool.parse(response)
 
   local currency = json.currency
   if currency ~= nil and not m2p.is_null(currency) and currency ~= "BTC" then
-    return nil, "wallet is paid in " .. describe(currency) .. ", not BTC: refusing to convert"
+    return nil, "wallet is paid in " .. m2p.describe(currency) .. ", not BTC: refusing to convert"
   end
 
   local address = json.address
   if address ~= nil and not m2p.is_null(address) and not same_address(address, response.wallet) then
-    return nil, "response is for address " .. describe(address) .. ", not for the polled wallet"
+    return nil, "response is for address " .. m2p.describe(address) .. ", not for the polled wallet"
   end
 
   local observation = {}
   local payouts = json.payouts
   if payouts ~= nil and not m2p.is_null(payouts) then
     if type(payouts) ~= "table" or (next(payouts) ~= nil and payouts[1] == nil) then
-      return nil, "payouts is not a list (got " .. describe(payouts) .. ")"
+      return nil, "payouts is not a list (got " .. m2p.describe(payouts) .. ")"
     end
     observation.payouts = parse_payouts(payouts, response.wallet)
   end
@@ -160,10 +140,10 @@ function pool.parse(response)
     return nil, "no payouts, paid or paid24h: not a walletEx answer for this wallet"
   end
 
-  observation.balance = info_num(json, "balance")
-  observation.unsold = info_num(json, "unsold")
-  observation.unpaid = info_num(json, "unpaid")
-  observation.total = info_num(json, "total")
+  observation.balance = m2p.opt_num(json, "balance")
+  observation.unsold = m2p.opt_num(json, "unsold")
+  observation.unpaid = m2p.opt_num(json, "unpaid")
+  observation.total = m2p.opt_num(json, "total")
   return observation
 end
 
