@@ -862,8 +862,11 @@ const char *config_lookup(const config *c, const char *name)
 {
     const config_setting *s = setting_by_name(name);
     if (s) {
-        const char *text = c->values[s - settings].text;
-        return *text ? text : NULL;
+        /* Unset means unset: a script's own default then applies, so an operator who edits
+         * the default in rewards.lua gets what they wrote. A value that is set is returned
+         * validated, in canonical form. */
+        const setting_value *v = &c->values[s - settings];
+        return v->source != CFG_SOURCE_DEFAULT && v->text[0] ? v->text : NULL;
     }
     return raw_lookup(c, name, NULL);
 }

@@ -97,9 +97,9 @@ config_source config_source_of(const config *c, config_id id);
 /* The variable name of a table setting, e.g. "POLL_INTERVAL_SECONDS". */
 const char *config_name(config_id id);
 
-/* The value of any variable, from the environment, then the .env file; NULL if unset or empty.
- * For a variable in the table this is the validated value in canonical form, and its default
- * when unset, so scripts that read a table setting see what the docs and --help say. */
+/* The value of any variable, from the environment, then the .env file; NULL if unset or empty
+ * (also for a table setting left at its default: the script's own default then applies). For a
+ * variable in the table a value that is set comes validated, in canonical form. */
 const char *config_lookup(const config *c, const char *name);
 
 /* Path of the .env file that was read, or NULL if none was. */

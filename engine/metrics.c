@@ -78,9 +78,10 @@ void metrics_log_cycle(metrics *m, size_t player_count, cJSON *extra)
     cJSON *fields = cJSON_CreateObject();
     cJSON_AddNumberToObject(fields, "player_count", (double)player_count);
     cJSON_AddNumberToObject(fields, "failures", (double)m->cycle_failures);
-    while (extra && extra->child)
-        cJSON_AddItemToObject(fields, extra->child->string,
-                              cJSON_DetachItemViaPointer(extra, extra->child));
+    while (extra && extra->child) {
+        cJSON *item = cJSON_DetachItemViaPointer(extra, extra->child);
+        cJSON_AddItemToObject(fields, item->string, item);
+    }
     cJSON_Delete(extra);
     cJSON_AddItemToObject(fields, "metrics", metrics_to_json(m));
     log_emit(LOG_INFO, "polling_cycle_complete", fields);
