@@ -181,8 +181,16 @@ class Sim:
         except urllib.error.HTTPError as e:
             fail("simulator %s answered %d: %s" % (url, e.code, e.read()[:300]))
         except OSError as e:
-            fail("simulator %s: %s" % (url, e))
+            fail("simulator %s: %s%s" % (url, e, self.exit_note()))
         return json.loads(body, parse_float=Decimal)
+
+    def exit_note(self):
+        """Explains a dead simulator (it only exits on a signal, so someone sent one)."""
+        rc = self.proc.poll()
+        if rc is None:
+            return ""
+        return (" (the simulator has exited with status %s although the test did not stop it: "
+                "killed from outside?)" % rc)
 
     def fault(self, pool, kind, **params):
         return self.get("/_sim/fault", pool=pool, kind=kind, **params)
@@ -212,7 +220,8 @@ class Sim:
         return int(s["requests"]) - sum(int(v) for v in s["by_status"].values())
 
     def stop(self):
-        if self.proc.poll() is None:
+        self.exited_early = self.proc.poll() is not None
+        if not self.exited_early:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(20)
@@ -237,7 +246,7 @@ class Engine:
         self.stderr_path = os.path.join(ctx.tmp, name + ".stderr")
         self.stdout_path = os.path.join(ctx.tmp, name + ".stdout")
         self._stderr = open(self.stderr_path, "wb")
-        self._stdout_copy = open(self.stdout_path, "w")
+        self._stdout_copy = open(self.stdout_path, "w", buffering=1)
         self.events = []
         self.other_lines = []
         self._cond = threading.Condition()
@@ -303,7 +312,8 @@ class Engine:
                          % (self.proc.wait(), what))
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    fail("timed out after %.0f s waiting for %s" % (timeout, what))
+                    fail("timed out after %.0f s waiting for %s%s"
+                         % (timeout, what, self.ctx.sim_notes()))
                 self._cond.wait(min(left, 0.5))
 
     def wait_until(self, predicate, timeout, what):
@@ -319,7 +329,8 @@ class Engine:
                          % (self.proc.wait(), what))
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    fail("timed out after %.0f s waiting for %s" % (timeout, what))
+                    fail("timed out after %.0f s waiting for %s%s"
+                         % (timeout, what, self.ctx.sim_notes()))
                 self._cond.wait(min(left, 0.5))
 
     # ---- stopping
@@ -423,6 +434,9 @@ class Context:
                 events.append(e)
         return r.returncode, events, out, err
 
+    def sim_notes(self):
+        return "".join(sim.exit_note() for sim in self.sims)
+
     # ---- files
 
     def write_json(self, name, value):
@@ -451,17 +465,23 @@ class Context:
             if eng.proc.poll() is None:
                 eng.proc.kill()
                 eng.proc.wait()
+            eng._reader.join(10)
             _unregister(eng.proc)
+            for f in (eng._stderr, eng._stdout_copy):
+                if not f.closed:
+                    f.close()
         for sim in self.sims:
             rc = sim.stop()
-            if rc not in (0, None):
-                print("     note: the simulator on port %s exited with status %s"
-                      % (sim.port, rc))
+            if rc not in (0, None) or sim.exited_early:
+                print("     note: the simulator on port %s exited with status %s%s"
+                      % (sim.port, rc, " before the test stopped it" if sim.exited_early else ""))
                 for line in _tail(sim.stderr_path, 15):
                     print("     sim| " + line)
         if failed:
             for eng in self.engines:
-                lines = _tail(eng.stdout_path, 15)
+                # The periodic summary says little about a failure: show the other events.
+                lines = [l for l in _tail(eng.stdout_path, 400)
+                         if '"polling_cycle_complete"' not in l][-15:]
                 if lines:
                     print("     last engine log lines (%s):" % eng.stdout_path)
                     for line in lines:
@@ -548,6 +568,140 @@ def shipped_pool(name, limits=None):
     new, n = re.subn(r"limits\s*=\s*\{[^}]*\}", "limits = " + limits, source, count=1)
     check(n == 1, "pools/%s.lua has no `limits = {...}` table to replace" % name)
     return new
+
+
+# ================================================================================ live scripts
+#
+# For tests that change scripts under a running engine (docs/scripting.md, "Live changes"):
+# the engine gets its own copies of pools/ and scripts/, which the test edits.
+
+
+def live_dirs(ctx, pools=None):
+    """Copies of the repo's pools/ and scripts/ in the test's temporary directory; `pools`
+    (names without .lua) limits which pool scripts are copied. Returns (pools_dir,
+    scripts_dir)."""
+    pools_dir = os.path.join(ctx.tmp, "live-pools")
+    scripts_dir = os.path.join(ctx.tmp, "live-scripts")
+    os.makedirs(pools_dir)
+    for name in sorted(os.listdir(os.path.join(REPO, "pools"))):
+        if name.endswith(".lua") and (pools is None or name[:-4] in pools):
+            shutil.copy(os.path.join(REPO, "pools", name), pools_dir)
+    shutil.copytree(os.path.join(REPO, "scripts"), scripts_dir)
+    return pools_dir, scripts_dir
+
+
+def start_engine_dirs(ctx, args, settings, pools_dir, scripts_dir):
+    """Like Context.start_engine, with both script directories given."""
+    name = "engine-%d" % len(ctx.engines)
+    eng = Engine(ctx, list(args) + ["--pools", pools_dir, "--scripts", scripts_dir],
+                 ctx.engine_env(settings), name)
+    ctx.engines.append(eng)
+    return eng
+
+
+def read_text(path):
+    with open(path) as f:
+        return f.read()
+
+
+def save_file(path, text, how="write"):
+    """Saves `text` to `path` as an editor would: "write" rewrites the file in place
+    (truncate, write, close); "rename" writes a hidden temporary file next to it and renames
+    it over the file."""
+    if how == "write":
+        with open(path, "w") as f:
+            f.write(text)
+    elif how == "rename":
+        d, base = os.path.split(path)
+        tmp = os.path.join(d, "." + base + ".tmp")
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.rename(tmp, path)
+    else:
+        raise ValueError(how)
+
+
+def replaced(text, old, new):
+    """`text` with the single occurrence of `old` replaced by `new` (fails unless exactly
+    one)."""
+    n = text.count(old)
+    check(n == 1, "expected exactly one %r in the script, found %d" % (old, n))
+    return text.replace(old, new)
+
+
+def decimal_field(event, field):
+    """A number of a logged event (harness.Engine), read as an exact Decimal from its line."""
+    return Decimal(str(json.loads(event["_raw"], parse_float=Decimal)[field]))
+
+
+def last_metrics(eng):
+    """The `metrics` of the engine's latest polling_cycle_complete (or engine_stopped)."""
+    for e in reversed(eng.snapshot()):
+        if e["event"] in ("polling_cycle_complete", "engine_stopped") and "metrics" in e:
+            return e["metrics"]
+    return None
+
+
+class LineProcess:
+    """A process whose standard output is collected line by line (for the modes that print
+    text: --script-test --watch, --probe)."""
+
+    def __init__(self, ctx, argv, env, name):
+        self.stderr_path = os.path.join(ctx.tmp, name + ".stderr")
+        self._stderr = open(self.stderr_path, "wb")
+        self.lines = []
+        self._cond = threading.Condition()
+        self._eof = False
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=self._stderr, cwd=ctx.tmp, env=env)
+        _register(self.proc)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for raw in self.proc.stdout:
+            with self._cond:
+                self.lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self._eof = True
+            self._cond.notify_all()
+
+    def count(self):
+        with self._cond:
+            return len(self.lines)
+
+    def wait_line(self, predicate, timeout, what, since=0):
+        """The index of the first line (from `since`) for which predicate(line) is true."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            i = since
+            while True:
+                while i < len(self.lines):
+                    if predicate(self.lines[i]):
+                        return i
+                    i += 1
+                if self._eof:
+                    fail("the process exited (status %s) while waiting for %s; last lines:\n%s"
+                         % (self.proc.wait(), what, "\n".join(self.lines[-15:])))
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    fail("timed out after %.0f s waiting for %s; last lines:\n%s"
+                         % (timeout, what, "\n".join(self.lines[-15:])))
+                self._cond.wait(min(left, 0.5))
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self._reader.join(10)
+        _unregister(self.proc)
+        self._stderr.close()
+        return rc
 
 
 # ================================================================================ runner
