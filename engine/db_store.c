@@ -61,6 +61,7 @@ struct db_store {
     void (*ready)(void *, bool);
     void *ready_user;
     bool loading, loaded_once;
+    bool closing;
     ev_timer refresh;
     /* unchanged polls waiting to be written */
     char *touch_ids, *touch_pools;
@@ -129,6 +130,8 @@ static void finish_load(db_store *s, bool ok)
 static void on_page(void *user, const db_result *r)
 {
     db_store *s = user;
+    if (s->closing)
+        return;
     if (!r->ok) {
         log_message(LOG_WARNING, "players_refresh_failed", "%s", r->error);
         finish_load(s, false);
@@ -168,7 +171,9 @@ typedef struct player_call {
 static void on_player(void *user, const db_result *r)
 {
     player_call *c = user;
-    if (!r->ok)
+    if (c->s->closing)
+        ; /* shutting down: the poller no longer takes players */
+    else if (!r->ok)
         log_message(LOG_WARNING, "player_refresh_failed", "%s", r->error);
     else if (r->rows == 0)
         poller_remove_player(c->s->poller, c->id); /* deleted */
@@ -183,6 +188,8 @@ static void on_player_changed(void *user, const char *channel, const char *paylo
 {
     (void)channel;
     db_store *s = user;
+    if (s->closing)
+        return;
     if (!payload) {
         if (s->poller && s->loaded_once)
             refresh_players(s);
@@ -489,11 +496,21 @@ db_store *db_store_new(struct ev_loop *loop, db *d, const db_store_options *o)
     return s;
 }
 
+void db_store_close(db_store *s)
+{
+    if (!s || s->closing)
+        return;
+    s->closing = true;
+    ev_timer_stop(s->loop, &s->touch_timer);
+    ev_timer_stop(s->loop, &s->refresh);
+    ev_timer_stop(s->loop, &s->prune_timer);
+    flush_touches(s);
+}
+
 void db_store_free(db_store *s)
 {
     if (!s)
         return;
-    flush_touches(s);
     ev_timer_stop(s->loop, &s->touch_timer);
     ev_timer_stop(s->loop, &s->refresh);
     ev_timer_stop(s->loop, &s->prune_timer);

@@ -20,6 +20,10 @@ typedef struct db_store_options {
 } db_store_options;
 
 db_store *db_store_new(struct ev_loop *loop, db *d, const db_store_options *o);
+/* Stops following players and queues the last batched writes; later results about players
+ * are ignored (account loads and commits still answer the poller). */
+void db_store_close(db_store *s);
+/* Frees; call after the db has been freed (no callback may still be pending). */
 void db_store_free(db_store *s);
 
 /* The account_store the poller uses. */

@@ -27,6 +27,7 @@ struct membership {
     uint64_t *live_seeds;
     int n_live;
     bool known;
+    bool leaving;
     unsigned ticks;
     void (*on_change)(void *);
     void *on_change_user;
@@ -94,6 +95,8 @@ static bool same_live(const membership *m, const db_result *r)
 static void on_live(void *user, const db_result *r)
 {
     membership *m = user;
+    if (m->leaving)
+        return;
     if (!r->ok) {
         log_message(LOG_WARNING, "membership_failed", "%s", r->error);
         return; /* keep the last view: the database will come back */
@@ -120,6 +123,8 @@ static void on_live(void *user, const db_result *r)
 static void on_heartbeat(void *user, const db_result *r)
 {
     membership *m = user;
+    if (m->leaving)
+        return;
     if (!r->ok) {
         log_message(LOG_WARNING, "membership_failed", "%s", r->error);
         return;
@@ -170,13 +175,21 @@ void membership_on_change(membership *m, void (*fn)(void *), void *user)
     m->on_change_user = user;
 }
 
+void membership_leave(membership *m)
+{
+    if (!m || m->leaving)
+        return;
+    m->leaving = true;
+    ev_timer_stop(m->loop, &m->heartbeat);
+    const char *params[] = {m->id};
+    db_query(m->db, SQL_LEAVE, 1, params, ignore, NULL);
+}
+
 void membership_free(membership *m)
 {
     if (!m)
         return;
     ev_timer_stop(m->loop, &m->heartbeat);
-    const char *params[] = {m->id};
-    db_query(m->db, SQL_LEAVE, 1, params, ignore, NULL);
     free_live(m);
     free(m->id);
     free(m);

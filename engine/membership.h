@@ -20,7 +20,10 @@ typedef struct membership membership;
 
 membership *membership_new(struct ev_loop *loop, db *d, const char *engine_id,
                            double heartbeat_seconds, double dead_after_seconds);
-/* Leaves the group (deletes its row, best effort) and frees. */
+/* Leaves the group: stops heartbeating and deletes its row (best effort, queued on the db).
+ * Results that arrive afterwards are ignored. */
+void membership_leave(membership *m);
+/* Frees; call after the db has been freed (no callback may still be pending). */
 void membership_free(membership *m);
 
 /* Called whenever the set of live engines changes (and once after the first heartbeat). */

@@ -95,6 +95,7 @@ struct poller {
     size_t in_flight; /* polls started and not finished (load, HTTP or commit) */
     ev_timer wake, cycle, deadline;
     bool started, stopping, pumping, finished;
+    bool abandoned; /* stop deadline passed with polls still waiting on the store */
     void (*on_finished)(void *);
     void *on_finished_user;
     void (*status)(void *, cJSON *);
@@ -457,7 +458,7 @@ static void arm_wake(poller *p, double wake_at)
 
 static void check_finished(poller *p)
 {
-    if (p->finished || p->in_flight > 0 || !p->started)
+    if (p->finished || (p->in_flight > 0 && !p->abandoned) || !p->started)
         return;
     if (!p->stopping && !p->opts.once)
         return;
@@ -830,6 +831,10 @@ static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
     http_client *http = p->http;
     p->http = NULL;
     http_client_free(http); /* cancelled polls finish as "not polled": nothing changes */
+    /* What still waits is waiting on the store (the database is down): give up on it. A
+     * commit is atomic and guarded by the account's version, so an abandoned one either
+     * happened completely or not at all; its late answer only frees the poll. */
+    p->abandoned = p->in_flight > 0;
     check_finished(p);
 }
 

@@ -263,15 +263,14 @@ static void on_leave_check(struct ev_loop *loop, ev_check *w, int revents)
 }
 
 /* Last writes (batched timestamps, leaving the membership) get a moment to reach the
- * database before the connections close. */
+ * database; then the db is freed, which answers every query still pending (their callbacks
+ * run now, while the poller, the store and the membership they point to still exist). */
 static void close_database(app *a)
 {
     if (!a->db)
         return;
-    membership_free(a->members);
-    db_store_free(a->store);
-    a->members = NULL;
-    a->store = NULL;
+    membership_leave(a->members);
+    db_store_close(a->store);
     ev_timer timeout;
     ev_check check;
     ev_timer_init(&timeout, on_leave_timeout, LEAVE_TIMEOUT, 0);
@@ -283,6 +282,7 @@ static void close_database(app *a)
     ev_timer_stop(a->loop, &timeout);
     ev_check_stop(a->loop, &check);
     db_free(a->db);
+    a->db = NULL;
 }
 
 static void log_summary(const app *a)
@@ -304,6 +304,7 @@ int run_engine(const run_options *opts, config *cfg)
         rt = settings_load_scripts(cfg, opts->pools_dir, opts->scripts_dir, false);
     if (!rt) {
         close_database(&a);
+        db_store_free(a.store);
         config_free(cfg);
         return 1;
     }
@@ -330,8 +331,10 @@ int run_engine(const run_options *opts, config *cfg)
     ev_signal_stop(a.loop, &a.sigint);
     ev_signal_stop(a.loop, &a.sighup);
     dir_watch_free(a.watch);
-    poller_free(a.poller);
     close_database(&a);
+    poller_free(a.poller);
+    membership_free(a.members);
+    db_store_free(a.store);
     ev_loop_destroy(a.loop);
     config_free(a.cfg);
     return a.status;

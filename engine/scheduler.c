@@ -299,6 +299,14 @@ static void breaker_record(sched_pool *p, sched_result result, double now)
         p->probe_delay = SCHED_BREAKER_PROBE_MIN;
         return;
     }
+    if (result == SCHED_FAIL && p->breaker == BREAKER_PROBING) {
+        /* The probe got an answer (a 2xx the script refused for this wallet): the pool is
+         * reachable again. Staying half-open here would never send another request. */
+        p->consecutive_failures = 0;
+        p->breaker = BREAKER_CLOSED;
+        p->probe_delay = SCHED_BREAKER_PROBE_MIN;
+        return;
+    }
     if (result != SCHED_POOL_FAIL)
         return;
     p->consecutive_failures++;

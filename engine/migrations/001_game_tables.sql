@@ -68,6 +68,8 @@ ALTER TABLE pool_snapshots
     ALTER COLUMN paid TYPE NUMERIC(30, 8) USING round(paid::numeric, 8),
     ALTER COLUMN balance TYPE NUMERIC(30, 8) USING round(balance::numeric, 8),
     ALTER COLUMN immature TYPE NUMERIC(30, 8) USING round(immature::numeric, 8);
+-- Share counts pass 2^31 on busy wallets: the old Integer column becomes BIGINT.
+ALTER TABLE pool_snapshots ALTER COLUMN total_shares TYPE BIGINT;
 ALTER TABLE mining_events
     ALTER COLUMN advc_amount TYPE NUMERIC(30, 8) USING round(advc_amount::numeric, 8),
     ALTER COLUMN ap_awarded TYPE NUMERIC(30, 8) USING round(ap_awarded::numeric, 8),

@@ -132,4 +132,87 @@ def test_breaker_and_backoff_recover(ctx):
           "%d polls failed after the fault was cleared: %s" % (len(late), late[:3]))
 
 
+def test_retry_after_pauses_the_pool_then_resumes(ctx):
+    """One 503 with Retry-After: 4 pauses the whole pool for 4 s (only requests already in
+    flight arrive meanwhile), then every account is polled again."""
+    pause = 4
+    sim = ctx.start_sim("--payout-interval", "5")
+    settings = dict(sim.pool_env(), POLL_INTERVAL_SECONDS=INTERVAL, LOG_LEVEL="debug",
+                    ZPOOL_ENABLED="false", CPU_POOL_ENABLED="false")
+    eng = ctx.start_engine(["--dry-run", "--accounts", ctx.accounts(PLAYERS, zpool=False)],
+                           settings)
+    eng.wait_until(lambda evs: len(harness.polls_per_account(evs, "rplant",
+                                                             ["pool_poll_success"])) == PLAYERS,
+                   timeout=30, what="a first successful poll of every rplant account")
+    since = sim.now_ms()
+    sim.fault("rplant", "status", code=503, retry_after=pause, count=1)
+    paused = eng.wait_for(lambda e: e["event"] == "pool_poll_http_error"
+                          and e.get("status") == 503, timeout=30, what="the 503")
+    check(paused.get("retry_after") == pause, "the 503 was logged without retry_after: %s"
+          % paused["_raw"])
+    resumed = eng.count()
+    eng.wait_until(lambda evs: len(harness.polls_per_account(
+        evs[resumed:], "rplant", ["pool_poll_success"])) == PLAYERS,
+        timeout=pause + RECOVERY_TIMEOUT, what="every rplant account polled after the pause")
+    rc = eng.stop()
+    eng.expect_clean_exit(rc)
+
+    # The 503 is the first request that arrived after the fault was added; `first`, the first
+    # arrival after `since`, is that one or (rarely) one of the few in the instant before.
+    # Either way the pause lasts until at least first + pause: what arrives before that was
+    # in flight when the 503 came back (at most concurrency - 1) or came before the 503.
+    times = sorted(int(t) for t in sim.requests("rplant", since_ms=since)["times"])
+    first = times[0]
+    during = [t for t in times[1:] if t < first + pause * 1000 - 50]
+    allowed = RPLANT_CONCURRENCY - 1 + 2
+    harness.note("rplant: %d requests arrived during the %d s pause (allowed %d; unpaused: "
+                 "about %d)" % (len(during), pause, allowed, PLAYERS * pause / INTERVAL))
+    check(len(during) <= allowed,
+          "rplant got %d requests during its %d s Retry-After pause; at most %d may have been "
+          "in flight" % (len(during), pause, allowed))
+
+
+def test_breaker_recovers_after_a_probe_answered_with_garbage(ctx):
+    """The breaker's probe can end in a per-account failure rather than a pool failure: here
+    rplant is down (503) long enough to open the breaker, then answers its probe with an HTML
+    page (HTTP 200, not an observation), then heals. The pool must be polled again."""
+    sim = ctx.start_sim("--payout-interval", "5")
+    settings = dict(sim.pool_env(), POLL_INTERVAL_SECONDS=INTERVAL, LOG_LEVEL="debug",
+                    ZPOOL_ENABLED="false", CPU_POOL_ENABLED="false")
+    eng = ctx.start_engine(["--dry-run", "--accounts", ctx.accounts(PLAYERS, zpool=False)],
+                           settings)
+    eng.wait_until(lambda evs: len(harness.polls_per_account(evs, "rplant",
+                                                             ["pool_poll_success"])) == PLAYERS,
+                   timeout=30, what="a first successful poll of every rplant account")
+
+    down = eng.count()
+    sim.fault("rplant", "status", code=503)
+    eng.wait_until(lambda evs: len([e for e in evs[down:] if e["event"] == "pool_poll_http_error"
+                                    and e.get("status") == 503]) >= BREAKER_THRESHOLD,
+                   timeout=30, what="%d failed polls (the breaker opens)" % BREAKER_THRESHOLD)
+    # The breaker is open now: the next request is its probe. It gets an HTML page.
+    sim.clear_faults("rplant")
+    garbage = eng.count()
+    sim.fault("rplant", "html")
+    eng.wait_for(lambda e: e["event"] == "pool_poll_rejected" and e.get("pool") == "rplant",
+                 since=garbage, timeout=FIRST_PROBE_DELAY + 20,
+                 what="the breaker's probe (answered with an HTML page)")
+    sim.clear_faults("rplant")
+    healed = eng.count()
+    requests_at_heal = int(sim.requests("rplant")["total"])
+    try:
+        eng.wait_until(lambda evs: len(harness.polls_per_account(
+            evs[healed:], "rplant", ["pool_poll_success"])) == PLAYERS,
+            timeout=RECOVERY_TIMEOUT,
+            what="every rplant account polled successfully after the pool healed")
+    except harness.TestFailure as e:
+        harness.fail("%s: rplant got %d requests in the %d s after it healed. A breaker probe "
+                     "that ends in a per-account failure (HTTP 200 but no observation) must "
+                     "not leave the breaker half-open for ever."
+                     % (e, int(sim.requests("rplant")["total"]) - requests_at_heal,
+                        RECOVERY_TIMEOUT))
+    rc = eng.stop()
+    eng.expect_clean_exit(rc)
+
+
 harness.main(globals())

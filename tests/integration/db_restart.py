@@ -1,15 +1,20 @@
 """Issue 4: the database restarted under a running engine: nothing lost or duplicated.
 
-One engine polls 20 players x 3 pools (simulator, manual clock) and commits to a real
+One engine polls 10 players x 3 pools (simulator, manual clock) and commits to a real
 PostgreSQL, which is taken away four times while payouts keep coming:
   1. pg_ctl restart -m fast    (connections closed by the server, back at once)
   2. pg_ctl restart -m immediate (backends killed, crash recovery)
-  3. pg_ctl stop, the clock moves and the engine polls against no database for a few
-     seconds (its commits fail and are retried), then pg_ctl start
+  3. pg_ctl stop, the clock moves and the engine runs without a database for a while (its
+     reconnection attempts fail; commits wait for a connection), then pg_ctl start
   4. pg_ctl restart -m fast again, right after a clock step (commits in flight)
 The engine must keep running, log database_disconnected and database_connected, follow a
 player inserted after the restarts (NOTIFY works on the new listen connection), and in the
 end every total equals the simulator's ledger exactly.
+
+Stopping (SIGTERM) around an outage must be clean too (status 0, no sanitizer report):
+just as the database comes back (statements queued during the outage run while the engine
+closes), and while it is still down with commits waiting for a connection (the engine
+gives up after its shutdown timeout; the next engine awards what was not stored).
 """
 
 import time
@@ -18,7 +23,7 @@ import harness
 import pgserver
 from harness import check
 
-PLAYERS = 20
+PLAYERS = 10
 
 _pg = None
 
@@ -50,10 +55,13 @@ def test_database_restart_mid_run(ctx):
     pgserver.wait_polls([eng], None, accounts, 2, "the baselines")
     check(len(gdb.accounts()) == len(accounts), "baselines missing from m2p_accounts")
 
+    started = time.monotonic()
+
     def step(seconds, what):
         since = pgserver.marks([eng])
         sim.advance(seconds)
         pgserver.wait_polls([eng], since, accounts, 2, what)
+        harness.note("%5.1f s: %s" % (time.monotonic() - started, what))
 
     def back_up(mark, what):
         # every pool connection and the listen connection come back
@@ -63,6 +71,7 @@ def test_database_restart_mid_run(ctx):
                            "database_connected after %s" % what)
         check(eng.proc.poll() is None, "the engine exited after %s (status %s): %s"
               % (what, eng.proc.returncode, eng.stderr_text()[-2000:]))
+        harness.note("%5.1f s: back up after %s" % (time.monotonic() - started, what))
 
     step(9, "polls after the first clock step")
 
@@ -78,12 +87,12 @@ def test_database_restart_mid_run(ctx):
     mark = eng.count()
     server.stop("fast")
     sim.advance(8)
-    harness.wait_until(lambda: eng.named("pool_poll_commit_failed", mark)
+    harness.wait_until(lambda: eng.named("database_connect_failed", mark)
                        or eng.proc.poll() is not None, 30,
-                       "a commit failing while the database is down")
+                       "a failed reconnection attempt while the database is down")
     check(eng.proc.poll() is None, "the engine exited while the database was down: %s"
           % eng.stderr_text()[-2000:])
-    time.sleep(2)
+    time.sleep(1)
     server.start()
     back_up(mark, "stop/start")
     step(5, "polls after the outage")
@@ -123,6 +132,73 @@ def test_database_restart_mid_run(ctx):
     rc = eng.stop()
     eng.expect_clean_exit(rc)
     check(eng.named("engine_stopped"), "no engine_stopped at the end")
+
+
+def test_stop_as_database_returns(ctx):
+    """SIGTERM just as the database comes back after an outage (no payout pending, so no
+    poll waits for a commit): what was queued meanwhile (heartbeats, batched timestamps,
+    the player refresh after LISTEN) runs while the engine closes. It must exit cleanly:
+    status 0, no sanitizer report."""
+    server = pg()
+    gdb = pgserver.GameDb.create(server, "stop_returns")
+    sim = ctx.start_sim("--clock", "manual")
+    players = harness.make_players(3)
+    pgserver.migrate(ctx, gdb)
+    gdb.add_players(players)
+    eng = ctx.start_engine([], pgserver.engine_settings(sim, gdb, ENGINE_ID="stop-returns"))
+    pgserver.wait_polls([eng], None, pgserver.accounts_of(players), 2, "the baselines")
+    mark = eng.count()
+    server.stop("fast")
+    try:
+        eng.wait_for(lambda e: e["event"] == "database_connect_failed", 30,
+                     "a failed reconnection", since=mark)
+        time.sleep(1.5)  # heartbeats queue up meanwhile
+    finally:
+        server.start()
+    rc = eng.stop(timeout=30)
+    eng.expect_clean_exit(rc)
+
+
+def test_stop_while_database_down(ctx):
+    """SIGTERM while the database is down and commits are waiting for a connection: the
+    engine exits cleanly (status 0, no sanitizer report) within its shutdown timeout plus
+    the few seconds it gives last writes; the commits that never reached the database are
+    not lost: the next engine awards them."""
+    server = pg()
+    gdb = pgserver.GameDb.create(server, "stop_down")
+    sim = ctx.start_sim("--clock", "manual", "--payout-interval", "4", "--seed", "6")
+    players = harness.make_players(5)
+    accounts = pgserver.accounts_of(players)
+    pgserver.migrate(ctx, gdb)
+    gdb.add_players(players)
+    base = pgserver.ledgers(sim, players)
+    settings = pgserver.engine_settings(sim, gdb, ENGINE_ID="stop-down",
+                                        SHUTDOWN_TIMEOUT_SECONDS=1)
+    eng = ctx.start_engine([], settings)
+    pgserver.wait_polls([eng], None, accounts, 2, "the baselines")
+    server.stop("fast")
+    try:
+        mark = eng.count()
+        sim.advance(9)  # payouts whose commits cannot be written
+        eng.wait_for(lambda e: e["event"] == "pool_poll_success", 30,
+                     "a poll while the database is down", since=mark)
+        eng.wait_for(lambda e: e["event"] == "database_connect_failed", 30,
+                     "a failed reconnection", since=mark)
+        # 1 s for the polls in flight, 3 s for the last writes: 30 s is plenty
+        rc = eng.stop(timeout=30)
+        eng.expect_clean_exit(rc)
+    finally:
+        server.start()
+    eng2 = ctx.start_engine([], settings)
+    end = pgserver.ledgers(sim, players)
+    per_account = pgserver.expected_advc(base, end)
+    pgserver.wait_totals(gdb, pgserver.expected_player_totals(per_account),
+                         "the next engine to award what the stopped one could not store",
+                         engines=[eng2])
+    problems = gdb.integrity_problems()
+    check(not problems, "; ".join(problems))
+    rc = eng2.stop()
+    eng2.expect_clean_exit(rc)
 
 
 harness.main(globals())

@@ -14,6 +14,11 @@ engine's and simulator's last output lines, then `N passed, N failed` and exit s
 
 Nothing here asserts on wall-clock durations. Timeouts are generous upper bounds that only
 trigger when something hangs; everything measured is a count or a relation.
+
+Run one file by hand:  python3 tests/integration/poll_interval.py build
+  M2P_TEST=substring   only the tests whose name contains it
+  M2P_VERBOSE=1        print the measured counts and rates (harness.note)
+  M2P_KEEP_TMP=1       keep a failed test's directory (engine and simulator logs)
 """
 
 import json

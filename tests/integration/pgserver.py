@@ -11,6 +11,9 @@ The server listens only on a Unix socket in its own directory (no TCP port at al
 fsync off, and trusts every local connection unless told otherwise (`hba=` lines). When the
 tests run as root, initdb and the server run as the `postgres` OS user (PostgreSQL refuses
 to run as root): the directory is chown()ed to it and commands go through `runuser`.
+A test process that dies without cleaning up (SIGKILL, a ctest timeout) leaves nothing
+behind either: a watchdog process started with each server stops it and deletes its
+directory once the test process is gone.
 
 Everything is done with the PostgreSQL 15 binaries and `psql`; values come back as text
 (exactly as PostgreSQL prints them, so NUMERIC amounts can be compared digit for digit),
@@ -22,6 +25,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from decimal import Decimal
@@ -32,6 +36,25 @@ _RECORD = "\x1e"
 _NULL = "\x02NULL\x02"
 
 _servers = []
+
+# Run by a separate process (own session) for each server: waits until the test process
+# closes the pipe or dies, however it dies (SIGKILL, a ctest timeout), then stops the
+# server if it still runs and deletes the directory.
+_WATCHDOG = r"""
+import os, shutil, subprocess, sys
+top, pg_ctl, data, as_postgres = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+try:
+    sys.stdin.buffer.read()
+except BaseException:
+    pass
+if os.path.exists(os.path.join(data, "postmaster.pid")):
+    cmd = [pg_ctl, "-D", data, "-m", "immediate", "-w", "-t", "60", "stop"]
+    if as_postgres:
+        cmd = ["runuser", "-u", "postgres", "--"] + cmd
+    subprocess.run(cmd, cwd=top, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+shutil.rmtree(top, ignore_errors=True)
+"""
 
 
 class PgError(Exception):
@@ -77,6 +100,11 @@ class PgServer:
         self._closed = False
         self._as_postgres = os.geteuid() == 0
         _servers.append(self)
+        self._watchdog = subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, self.dir, _pg_bin("pg_ctl"), self.data,
+             "1" if self._as_postgres else "0"],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True, cwd="/")
         try:
             if self._as_postgres:
                 pw = pwd.getpwnam("postgres")
@@ -179,6 +207,11 @@ class PgServer:
             shutil.rmtree(self.dir, ignore_errors=True)
             if self in _servers:
                 _servers.remove(self)
+            try:
+                self._watchdog.stdin.close()  # nothing left for it to do: it exits
+                self._watchdog.wait(10)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
 
     def __enter__(self):
         return self

@@ -193,6 +193,28 @@ static void test_failing_pool_isolated(void)
     sim_free(m);
 }
 
+/* A probe answered with something the script refused for that wallet (an HTML page, a wrong
+ * miner) still proves the pool reachable: the breaker must not stay half-open for ever. */
+static void test_probe_with_account_failure_closes_breaker(void)
+{
+    sim *m = sim_new(60);
+    scheduler_set_pool(m->s, 0, &(sched_pool_limits){.concurrency = 4});
+    m->pools[0] = (fake_pool){.latency = 0.1, .result = SCHED_POOL_FAIL};
+    sim_add(m, 0, 0, 50);
+    sim_run_until(m, 120);
+    sched_pool_status st;
+    scheduler_pool_status(m->s, 0, &st);
+    CHECK(st.breaker != BREAKER_CLOSED, "breaker should be open");
+    m->pools[0] = (fake_pool){.latency = 0.1, .result = SCHED_FAIL}; /* garbage answers */
+    sim_run_until(m, 120 + SCHED_BREAKER_PROBE_MAX + 10);
+    m->pools[0] = (fake_pool){.latency = 0.1, .result = SCHED_OK}; /* healthy again */
+    size_t before = m->n_polls;
+    sim_run_until(m, 120 + SCHED_BREAKER_PROBE_MAX + 10 + 60 * 16 * 1.25 + 60);
+    CHECK(m->n_polls - before >= 50, "pool stuck after a probe failed for one account: %zu polls",
+          m->n_polls - before);
+    sim_free(m);
+}
+
 static void test_account_backoff(void)
 {
     sim *m = sim_new(60);
@@ -245,6 +267,7 @@ int main(void)
     test_rate_limit_stretches_cycle();
     test_failing_pool_isolated();
     test_account_backoff();
+    test_probe_with_account_failure_closes_breaker();
     test_retry_after_pauses_pool();
     test_remove_in_flight();
     return check_summary();
