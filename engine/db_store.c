@@ -413,10 +413,23 @@ static void on_touch_timer(struct ev_loop *loop, ev_timer *w, int revents)
     flush_touches(w->data);
 }
 
+/* Same state: equal text, or (right after a load, since PostgreSQL's JSONB stores keys in
+ * its own order) equal JSON. */
+static bool same_state(const char *stored, const char *next)
+{
+    if (strcmp(stored, next) == 0)
+        return true;
+    cJSON *a = cJSON_Parse(stored), *b = cJSON_Parse(next);
+    bool same = a && b && cJSON_Compare(a, b, true);
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    return same;
+}
+
 static bool unchanged(const poll_commit *pc)
 {
     return pc->version > 0 && pc->outcome->n_awards == 0 && !pc->observation_changed &&
-           pc->previous_state && strcmp(pc->previous_state, pc->outcome->state_json) == 0;
+           pc->previous_state && same_state(pc->previous_state, pc->outcome->state_json);
 }
 
 static void store_commit(account_store *self, const poll_commit *pc, commit_done_fn done,

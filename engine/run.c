@@ -226,6 +226,7 @@ static void database_status(void *user, cJSON *fields)
     app *a = user;
     cJSON_AddStringToObject(fields, "database", db_healthy(a->db) ? "ok" : "degraded");
     cJSON_AddNumberToObject(fields, "live_engines", membership_live_count(a->members));
+    cJSON_AddNumberToObject(fields, "database_statements", (double)db_store_statements(a->store));
 }
 
 /* Joins the engines sharing the database and follows the players table. */
