@@ -7,23 +7,31 @@ One run:
      engine's exact request over the same C keep-alive connections, cycling through the same N
      wallets) and then `m2p-engine --once` polling N accounts with cpu-pool concurrency C, both
      pinned to the client CPU, so the server side is identical and each client has one core;
+     After each engine run, build/bench/http_bench does the same requests through the engine's
+     HTTP layer alone (engine/http.c, no Lua), same CPU, same C;
   3. runs build/bench/script_bench (script_poll alone, JIT off vs on);
   4. prints the tables (markdown) and writes every raw number to OUT_DIR/results.json.
 
-Measures (per process, from wait4()'s rusage, the same numbers /usr/bin/time -v prints, plus
-/proc sampling while it runs):
+Measures (per process: CPU from wait4()'s rusage, the numbers /usr/bin/time -v prints; memory
+and phases from /proc while it runs):
   polls/s      N / (single_cycle_complete - engine_started), from the engine's own log
                timestamps: the polling phase, after the accounts file and scripts are loaded.
                `whole run` divides N by the process' wall time instead (start-up included).
   CPU s/1000   user+system CPU of the process per 1000 polls (wrk: per 1000 requests). The
                polling-phase figure samples /proc/PID/stat at the two log lines.
-  peak RSS     ru_maxrss (VmHWM) of the whole process life, start-up included.
-  RSS/account  peak RSS / N; `marginal` = (peak RSS - peak RSS of the same engine with 0
-               accounts) / N.
+  peak RSS     VmHWM of the process (its high-water RSS, start-up included), read every 50 ms
+               and at its last log line. Not ru_maxrss: Linux carries the RSS of the process
+               that exec()ed into it over (here the forked Python harness, ~20 MiB).
+  RSS/account  peak RSS / N; `marginal` = (peak RSS - peak RSS of the same engine polling 1
+               account) / N.
 The engine logs at LOG_LEVEL=info: in --once mode against a healthy simulator that is exactly
 three lines per run (engine_started, pool_schedule, single_cycle_complete; a first poll never
 awards), checked below, so logging costs nothing and the summary line proves every poll
 succeeded.
+
+The machine may be shared: before every measured phase the harness waits (up to
+--quiet-wait seconds) for a 1-second window in which no CPU is more than --quiet-busy % busy,
+and the report prints what it found (`other load`).
 """
 import argparse
 import json
@@ -36,6 +44,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from datetime import datetime, timezone
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -120,6 +129,17 @@ def proc_status_kib(pid, key):
     return None
 
 
+def voluntary_switches(pid):
+    """Voluntary context switches of all threads of a process: how often it went to sleep."""
+    total = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            total += proc_status_kib(f"{pid}/task/{tid}", "voluntary_ctxt_switches") or 0
+    except OSError:
+        pass
+    return total
+
+
 def cpu_times():
     """Per-CPU jiffies from /proc/stat: {cpuN: (busy, idle, steal)}."""
     out = {}
@@ -150,6 +170,47 @@ def background_load(seconds=1.0):
     time.sleep(seconds)
     return cpu_usage(a, cpu_times())
 
+
+def wait_for_quiet(args):
+    """Waits for a 1 s window in which no CPU is more than args.quiet_busy % busy and none
+    loses more than args.quiet_busy / 2 % to the hypervisor (steal), bounded by
+    args.quiet_wait seconds. Returns the busiest CPU's busy and steal % in the last window."""
+    t0 = time.time()
+    while True:
+        load = background_load()
+        busiest = max(v["busy"] for v in load.values())
+        steal = max(v["steal"] for v in load.values())
+        if ((busiest <= args.quiet_busy and steal <= args.quiet_busy / 2)
+                or time.time() - t0 >= args.quiet_wait):
+            return {"busiest": busiest, "steal": steal, "waited": round(time.time() - t0, 1)}
+        time.sleep(1.0)
+
+
+class HighWater:
+    """Samples VmHWM of a process every `period` s until stop(); max() is the peak seen."""
+
+    def __init__(self, pid, period=0.05):
+        self.pid, self.period, self.peak = pid, period, 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def read(self):
+        v = proc_status_kib(self.pid, "VmHWM")
+        if v:
+            self.peak = max(self.peak, v)
+        return v
+
+    def run(self):
+        while not self.done.is_set():
+            self.read()
+            self.done.wait(self.period)
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+        return self.peak
+
 # ------------------------------------------------------------------------------- running
 
 
@@ -164,20 +225,42 @@ def wait_rusage(proc):
 
 
 class Sim:
-    def __init__(self, binary, cpu, threads):
-        self.proc = subprocess.Popen(
-            pinned(cpu, [binary, "--port", "0", "--quiet", "--threads", str(threads)]),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    def __init__(self, binary, cpu, threads, out_dir):
+        self.err_path = os.path.join(out_dir, "sim.err")
+        with open(self.err_path, "w") as err:
+            self.proc = subprocess.Popen(
+                pinned(cpu, [binary, "--port", "0", "--quiet", "--threads", str(threads)]),
+                stdout=subprocess.PIPE, stderr=err, text=True)
         line = self.proc.stdout.readline()
         m = re.match(r"listening on 127\.0\.0\.1:(\d+)", line)
         if not m:
             self.proc.kill()
-            sys.exit(f"bench: the simulator did not start: {line!r} {self.proc.stderr.read()}")
+            sys.exit(f"bench: the simulator did not start: {line!r} {self.stderr()}")
         self.port = int(m.group(1))
         self.url = f"http://127.0.0.1:{self.port}/api/worker_stats"
 
     def cpu(self):
         return proc_cpu_seconds(self.proc.pid)
+
+    def sleeps(self):
+        return voluntary_switches(self.proc.pid)
+
+    def check(self, what):
+        """Exits with the simulator's status when it is gone (it must outlive every phase)."""
+        if self.proc.poll() is not None:
+            sys.exit(f"bench: the simulator exited ({self.proc.returncode}) during {what}: "
+                     f"{self.stderr()}")
+
+    def hold_next_request(self, ms):
+        """The next cpu-pool request is answered `ms` later (a latency fault, count 1)."""
+        url = (f"http://127.0.0.1:{self.port}/_sim/fault?pool=cpu-pool&kind=latency&ms={ms}"
+               "&count=1")
+        with urllib.request.urlopen(url, timeout=10) as r:
+            r.read()
+
+    def stderr(self):
+        with open(self.err_path) as f:
+            return f.read()[-2000:]
 
     def stop(self):
         self.proc.terminate()
@@ -189,15 +272,19 @@ class Sim:
 
 
 def run_wrk(args, sim, n, seconds):
-    argv = pinned(args.client_cpu, ["wrk", "-t1", f"-c{args.connections}", f"-d{seconds}s",
+    quiet = wait_for_quiet(args)
+    argv = pinned(args.client_cpu, ["wrk", "-t1", f"-c{args.connections}", f"-d{int(round(seconds))}s",
                                     "-s", os.path.join(HERE, "wrk-wallets.lua"), sim.url])
     env = dict(os.environ, BENCH_WALLETS=str(n))
-    s0, c0 = sim.cpu(), cpu_times()
+    s0, c0, z0 = sim.cpu(), cpu_times(), sim.sleeps()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env)
-    out = proc.stdout.read()
+    hw = HighWater(proc.pid)
+    out = proc.stdout.read()  # EOF: wrk is exiting (its VmHWM was sampled while it ran)
+    peak = hw.stop()
     ru = wait_rusage(proc)
-    s1, c1 = sim.cpu(), cpu_times()
+    s1, c1, z1 = sim.cpu(), cpu_times(), sim.sleeps()
+    sim.check(f"wrk with {n} wallets")
     m = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
     if proc.returncode != 0 or not m:
         sys.exit(f"bench: wrk failed ({proc.returncode}):\n{out}")
@@ -209,11 +296,12 @@ def run_wrk(args, sim, n, seconds):
     return {
         "requests": requests, "seconds": duration, "per_second": requests / duration,
         "cpu_seconds": cpu, "cpu_per_1000": 1000.0 * cpu / requests,
-        "peak_rss_kib": ru.ru_maxrss,
+        "peak_rss_kib": peak, "ru_maxrss_kib": ru.ru_maxrss,
         "non_2xx": int(bad.group(1)) if bad else 0,
         "socket_errors": errors.group(1).strip() if errors else "",
         "server_cpu_seconds": s1 - s0, "server_busy": (s1 - s0) / duration,
-        "cpus": cpu_usage(c0, c1),
+        "server_sleeps_per_request": (z1 - z0) / requests,
+        "cpus": cpu_usage(c0, c1), "quiet": quiet,
     }
 
 
@@ -223,6 +311,7 @@ def log_time(record):
 
 
 def run_engine(args, sim, n, accounts):
+    quiet = wait_for_quiet(args)
     argv = pinned(args.client_cpu, [args.engine, "--once", "--env-file", "",
                                     "--accounts", accounts, "--pools", os.path.join(HERE, "pools"),
                                     "--scripts", os.path.join(ROOT, "scripts")])
@@ -232,7 +321,8 @@ def run_engine(args, sim, n, accounts):
     t_start = time.time()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env)
-    events, lines, rss = {}, [], {"max_sampled": 0}
+    events, lines = {}, []
+    hw = HighWater(proc.pid)
 
     def reader():
         for line in proc.stdout:
@@ -244,23 +334,18 @@ def run_engine(args, sim, n, accounts):
             ev = rec.get("event")
             if ev in ("engine_started", "single_cycle_complete"):
                 events[ev] = {"t": log_time(rec), "cpu": proc_cpu_seconds(proc.pid),
-                              "rss_kib": proc_status_kib(proc.pid, "VmRSS"),
-                              "sim_cpu": sim.cpu(), "cpus": cpu_times(), "record": rec}
+                              "rss_kib": proc_status_kib(proc.pid, "VmRSS"), "hwm": hw.read(),
+                              "sim_cpu": sim.cpu(), "sim_sleeps": sim.sleeps(),
+                              "cpus": cpu_times(), "record": rec}
 
-    def sampler():
-        while proc.returncode is None:
-            v = proc_status_kib(proc.pid, "VmRSS")
-            if v:
-                rss["max_sampled"] = max(rss["max_sampled"], v)
-            time.sleep(0.05)
-
-    threads = [threading.Thread(target=reader), threading.Thread(target=sampler, daemon=True)]
-    for t in threads:
-        t.start()
-    threads[0].join()  # stdout closed: the engine is exiting (a zombie still has /proc/PID/stat)
+    t = threading.Thread(target=reader)
+    t.start()
+    t.join()  # stdout closed: the engine is exiting (a zombie still has /proc/PID/stat)
+    peak = hw.stop()
     ru = wait_rusage(proc)
     wall = time.time() - t_start
     s1, c1 = sim.cpu(), cpu_times()
+    sim.check(f"the engine run with {n} accounts")
     stderr = proc.stderr.read()
     start, done = events.get("engine_started"), events.get("single_cycle_complete")
     if not start or not done:
@@ -284,13 +369,14 @@ def run_engine(args, sim, n, accounts):
         "polling_cpu_seconds": poll_cpu,
         "cpu_per_1000": 1000.0 * poll_cpu / max(ok, 1) if poll_cpu is not None else None,
         "client_busy": poll_cpu / polling if poll_cpu is not None and polling > 0 else None,
-        "peak_rss_kib": ru.ru_maxrss,
+        "peak_rss_kib": peak, "ru_maxrss_kib": ru.ru_maxrss,
         "rss_after_load_kib": start["rss_kib"], "rss_after_polling_kib": done["rss_kib"],
         "server_cpu_seconds": done["sim_cpu"] - start["sim_cpu"],
         "server_busy": (done["sim_cpu"] - start["sim_cpu"]) / polling if polling > 0 else None,
+        "server_sleeps_per_request": (done["sim_sleeps"] - start["sim_sleeps"]) / max(ok, 1),
         "cpus": cpu_usage(start["cpus"], done["cpus"]),
         "cpus_whole_run": cpu_usage(c0, c1),
-        "server_cpu_seconds_whole_run": s1 - s0,
+        "server_cpu_seconds_whole_run": s1 - s0, "quiet": quiet,
     }
     if n and ok != n:
         print(f"bench: WARNING: {n - ok} of {n} polls failed; see {args.out_dir}/engine-{n}.log",
@@ -302,9 +388,29 @@ def run_engine(args, sim, n, accounts):
     return result
 
 
+def run_http_bench(args, sim, n):
+    """build/bench/http_bench: the engine's HTTP layer alone, same client CPU, same C."""
+    quiet = wait_for_quiet(args)
+    requests = min(n, args.http_requests)
+    argv = pinned(args.client_cpu, [args.http_bench, sim.url, str(requests),
+                                    str(args.connections)])
+    s0, z0 = sim.cpu(), sim.sleeps()
+    out = subprocess.run(argv, capture_output=True, text=True)
+    s1, z1 = sim.cpu(), sim.sleeps()
+    sim.check(f"http_bench with {n} wallets")
+    if out.returncode != 0:
+        sys.exit(f"bench: http_bench failed:\n{out.stdout}{out.stderr}")
+    r = json.loads(out.stdout)
+    r.update({"cpu_per_1000": 1000.0 * r["cpu_seconds"] / r["requests"],
+              "server_cpu_seconds": s1 - s0,
+              "server_sleeps_per_request": (z1 - z0) / r["requests"], "quiet": quiet})
+    return r
+
+
 def run_script_bench(args):
     if not os.path.exists(args.script_bench):
         return None
+    wait_for_quiet(args)
     argv = pinned(args.client_cpu, [args.script_bench, "--json", "--seconds",
                                     str(args.script_seconds), "--pools", os.path.join(ROOT, "pools"),
                                     "--scripts", os.path.join(ROOT, "scripts")])
@@ -367,7 +473,7 @@ def machine_info(args):
     return info
 
 
-def report(args, info, background, rows, baseline, script):
+def report(args, info, rows, baseline, script, https):
     C = args.connections
     p = print
     p()
@@ -380,8 +486,10 @@ def report(args, info, background, rows, baseline, script):
     p(f"Layout: simulator (1 MHD thread) on CPU {args.sim_cpu}; wrk -t1 and m2p-engine "
       f"(one event loop) on CPU {args.client_cpu}; C = {C} connections for both; "
       f"median of {args.repeat} run(s) per size (1M: {args.repeat_large}).")
-    bg = ", ".join(f"{k} {v['busy']}% busy ({v['steal']}% steal)" for k, v in background.items())
-    p(f"Background load before the run (1 s, nothing of ours working): {bg}.")
+    p(f"Before each measured phase the harness waited (at most {args.quiet_wait:g} s) for a 1 s "
+      f"window with every CPU <= {args.quiet_busy:g}% busy and <= {args.quiet_busy / 2:g}% "
+      f"steal; `other load %` below is busy+steal of the busiest CPU in the last window before "
+      f"the phase (wrk / engine), `steal %` the hypervisor's share during the engine's polling.")
     p()
     p("| accounts | wrk req/s | engine polls/s | ratio | wrk CPU s/1000 | engine CPU s/1000 | ratio "
       "| wrk peak RSS | engine peak RSS | ratio | engine RSS/account |")
@@ -407,8 +515,9 @@ def report(args, info, background, rows, baseline, script):
     p()
     p("| accounts | start-up s | polling s | polls/s whole run | engine CPU s/1000 whole run "
       "| client CPU busy | server CPU busy (engine / wrk) | server CPU s/1000 (engine / wrk) "
-      "| RSS after load | RSS after polling | marginal RSS/account | steal % |")
-    p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+      "| server sleeps/request (engine / wrk) "
+      "| RSS after load | RSS after polling | marginal RSS/account | steal % | other load % |")
+    p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n, w, e in rows:
         marginal = (e["peak_rss_kib"] - baseline["peak_rss_kib"]) * 1024 / n
         steal = max(v["steal"] for v in e["cpus"].values())
@@ -418,10 +527,24 @@ def report(args, info, background, rows, baseline, script):
           f"{100 * w['server_busy']:.0f}% | "
           f"{1000 * e['server_cpu_seconds'] / n:.3f} / "
           f"{1000 * w['server_cpu_seconds'] / w['requests']:.3f} | "
+          f"{e['server_sleeps_per_request']:.2f} / {w['server_sleeps_per_request']:.2f} | "
           f"{mib(e['rss_after_load_kib'] or 0):,.1f} MiB | "
-          f"{mib(e['rss_after_polling_kib'] or 0):,.1f} MiB | {marginal:,.0f} B | {steal:.0f} |")
+          f"{mib(e['rss_after_polling_kib'] or 0):,.1f} MiB | {marginal:,.0f} B | {steal:.0f} | "
+          f"{w['quiet']['busiest']:.0f}+{w['quiet']['steal']:.0f} / "
+          f"{e['quiet']['busiest']:.0f}+{e['quiet']['steal']:.0f} |")
     p()
-    p(f"Engine with 0 accounts (fixed cost): peak RSS {mib(baseline['peak_rss_kib']):.1f} MiB, "
+    if https:
+        p("The engine's HTTP layer alone (build/bench/http_bench: engine/http.c, libcurl multi on "
+          "libev, same C, same server, same client CPU, no scheduler and no Lua; "
+          f"at most {args.http_requests:,} requests):")
+        p()
+        p("| accounts | requests/s | of wrk | CPU s/1000 | server sleeps/request |")
+        p("|---:|---:|---:|---:|---:|")
+        for (n, w, e), h in zip(rows, https):
+            p(f"| {fmt_n(n)} | {h['per_second']:,.0f} | {h['per_second'] / w['per_second']:.2f} | "
+              f"{h['cpu_per_1000']:.3f} | {h['server_sleeps_per_request']:.2f} |")
+        p()
+    p(f"Engine with 1 account (fixed cost): peak RSS {mib(baseline['peak_rss_kib']):.1f} MiB, "
       f"{baseline['cpu_seconds']:.2f} CPU s.")
     if script:
         p()
@@ -444,12 +567,18 @@ def main():
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--connections", type=int, default=64)
-    ap.add_argument("--wrk-seconds", type=float, default=10)
+    ap.add_argument("--wrk-seconds", type=int, default=10)
     ap.add_argument("--repeat", type=int, default=3, help="runs per size below 1M (median kept)")
     ap.add_argument("--repeat-large", type=int, default=1, help="runs per size of 1M or more")
     ap.add_argument("--sim-cpu", type=int, default=0)
     ap.add_argument("--client-cpu", type=int, default=1)
     ap.add_argument("--script-seconds", type=float, default=3)
+    ap.add_argument("--http-requests", type=int, default=100000,
+                    help="requests per http_bench run (at most N)")
+    ap.add_argument("--quiet-busy", type=float, default=10,
+                    help="a CPU above this %% busy (with nothing of ours working) is noise")
+    ap.add_argument("--quiet-wait", type=float, default=20,
+                    help="seconds to wait for a quiet window before each phase")
     ap.add_argument("--out-dir", default=os.path.join(os.environ.get("TMPDIR", "/tmp"),
                                                        "m2p-bench"))
     ap.add_argument("--command", default=" ".join(sys.argv))
@@ -457,6 +586,7 @@ def main():
     args.engine = os.path.join(args.build_dir, "m2p-engine")
     args.sim = os.path.join(args.build_dir, "tests", "sim", "m2p-sim")
     args.script_bench = os.path.join(args.build_dir, "bench", "script_bench")
+    args.http_bench = os.path.join(args.build_dir, "bench", "http_bench")
     sizes = [int(s) for s in args.sizes.split(",") if s]
     for path in (args.engine, args.sim):
         if not os.access(path, os.X_OK):
@@ -474,41 +604,46 @@ def main():
         t = time.time()
         accounts_file(args.out_dir, n)
         print(f"bench: accounts file for {n}: {time.time() - t:.1f} s", file=sys.stderr)
-    empty = os.path.join(args.out_dir, "accounts-0.json")
-    with open(empty, "w") as f:
-        f.write("[]\n")
+    # The fixed cost: the same engine polling a single account. (Not 0 accounts: `--once`
+    # with no account never exits, see docs/performance.md.)
+    single = accounts_file(args.out_dir, 1)
 
     os.sched_setaffinity(0, {args.sim_cpu})  # this harness sleeps; keep it off the client CPU
     info = machine_info(args)
-    background = background_load()
-    sim = Sim(args.sim, args.sim_cpu, 1)
-    results = {"machine": info, "background": background, "sizes": {}, "args": vars(args)}
-    rows = []
+    sim = Sim(args.sim, args.sim_cpu, 1, args.out_dir)
+    results = {"machine": info, "sizes": {}, "args": vars(args)}
+    rows, https = [], []
     try:
         run_wrk(args, sim, sizes[0], 2)  # warm-up, not counted
-        baseline = run_engine(args, sim, 0, empty)
+        sim.hold_next_request(500)  # long enough for the VmHWM sampler to see the process
+        baseline = run_engine(args, sim, 1, single)
         results["baseline"] = baseline
         for n in sizes:
             repeat = args.repeat_large if n >= 1000000 else args.repeat
-            wrks, engines = [], []
+            wrks, engines, hs = [], [], []
             for r in range(repeat):
                 w = run_wrk(args, sim, n, args.wrk_seconds)
-                print(f"bench: N={n} run {r + 1}/{repeat}: wrk {w['per_second']:,.0f} req/s",
-                      file=sys.stderr)
+                print(f"bench: N={n} run {r + 1}/{repeat}: wrk {w['per_second']:,.0f} req/s "
+                      f"(other load {w['quiet']['busiest']:.0f}%)", file=sys.stderr)
                 e = run_engine(args, sim, n, accounts_file(args.out_dir, n))
                 print(f"bench: N={n} run {r + 1}/{repeat}: engine {e['per_second']:,.0f} polls/s, "
-                      f"peak RSS {mib(e['peak_rss_kib']):,.1f} MiB", file=sys.stderr)
+                      f"peak RSS {mib(e['peak_rss_kib']):,.1f} MiB (other load "
+                      f"{e['quiet']['busiest']:.0f}%)", file=sys.stderr)
                 wrks.append(w)
                 engines.append(e)
-            results["sizes"][str(n)] = {"wrk": wrks, "engine": engines}
+                if os.path.exists(args.http_bench):
+                    hs.append(run_http_bench(args, sim, n))
+            results["sizes"][str(n)] = {"wrk": wrks, "engine": engines, "http_bench": hs}
             rows.append((n, median_run(wrks), median_run(engines)))
+            if hs:
+                https.append(median_run(hs))
     finally:
         sim.stop()
     script = run_script_bench(args)
     results["script_bench"] = script
     with open(os.path.join(args.out_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
-    report(args, info, background, rows, baseline, script)
+    report(args, info, rows, baseline, script, https if len(https) == len(rows) else None)
 
 
 if __name__ == "__main__":

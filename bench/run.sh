@@ -11,7 +11,8 @@
 #   - runs `m2p-engine --once` polling N accounts (N = 10k, 100k, 1M) through
 #     bench/pools/cpu-pool.lua (limits = {concurrency = C}, no per_second) against it;
 #     wrk and the engine each get CPU 1, and both use the same C (default 64) connections;
-#   - runs build/bench/script_bench (script_poll alone, JIT off vs on);
+#   - runs build/bench/http_bench (the engine's HTTP layer alone, no Lua) the same way, and
+#     build/bench/script_bench (script_poll alone, JIT off vs on);
 #   - prints polls/s, CPU s per 1000 polls, peak RSS and RSS per account beside the wrk
 #     numbers as ratios (markdown tables, ready for docs/performance.md), and writes the raw
 #     numbers to $TMPDIR/m2p-bench/results.json.
@@ -24,8 +25,9 @@
 #
 # Options (bench/bench.py --help): --sizes 10000,100000,1000000 --connections 64
 #   --wrk-seconds 10 --repeat 3 --repeat-large 1 --sim-cpu 0 --client-cpu 1 --out-dir DIR
-# About 6 minutes on the reference machine (docs/performance.md); the 1M accounts file is
-# generated once (~80 MB) and reused.
+#   --quiet-busy 10 --quiet-wait 20 (wait for an idle machine before each phase)
+# About 7 minutes on the reference machine (docs/performance.md); the 1M accounts file is
+# generated once (94 MB, in $TMPDIR/m2p-bench) and reused.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,8 +45,16 @@ if [ "$(nproc)" -lt 2 ]; then
   exit 1
 fi
 
-[ -f "$BUILD_DIR/CMakeCache.txt" ] || cmake -S "$ROOT" -B "$BUILD_DIR" >/dev/null
-cmake --build "$BUILD_DIR" --target m2p-engine m2p-sim script_bench -j"$(nproc)" >/dev/null
+build_log=$(mktemp "${TMPDIR:-/tmp}/m2p-bench-build.XXXXXX")
+if ! { [ -f "$BUILD_DIR/CMakeCache.txt" ] || cmake -S "$ROOT" -B "$BUILD_DIR"; } >"$build_log" 2>&1 ||
+   ! cmake --build "$BUILD_DIR" --target m2p-engine m2p-sim script_bench http_bench -j"$(nproc)" \
+     >>"$build_log" 2>&1; then
+  cat "$build_log" >&2
+  echo "bench: the build failed" >&2
+  rm -f "$build_log"
+  exit 1
+fi
+rm -f "$build_log"
 
 exec python3 "$ROOT/bench/bench.py" --build-dir "$BUILD_DIR" \
   --command "bench/run.sh${*:+ $*}" "$@"
