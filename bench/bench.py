@@ -6,9 +6,9 @@ One run:
   2. for each account count N, R times: wrk (the ceiling: a plain HTTP client sending the
      engine's exact request over the same C keep-alive connections, cycling through the same N
      wallets) and then `m2p-engine --once` polling N accounts with cpu-pool concurrency C, both
-     pinned to the client CPU, so the server side is identical and each client has one core;
-     After each engine run, build/bench/http_bench does the same requests through the engine's
-     HTTP layer alone (engine/http.c, no Lua), same CPU, same C;
+     pinned to the client CPU, so the server side is identical and each client has one core.
+     After each engine run, build/bench/http_bench sends the same requests through the
+     engine's HTTP layer alone (engine/http.c, no Lua), same CPU, same C;
   3. runs build/bench/script_bench (script_poll alone, JIT off vs on);
   4. prints the tables (markdown) and writes every raw number to OUT_DIR/results.json.
 
@@ -24,14 +24,16 @@ and phases from /proc while it runs):
                that exec()ed into it over (here the forked Python harness, ~20 MiB).
   RSS/account  peak RSS / N; `marginal` = (peak RSS - peak RSS of the same engine polling 1
                account) / N.
+  sleeps       voluntary context switches of the simulator per request: how often a request
+               found the server's thread asleep and had to wake it.
 The engine logs at LOG_LEVEL=info: in --once mode against a healthy simulator that is exactly
 three lines per run (engine_started, pool_schedule, single_cycle_complete; a first poll never
 awards), checked below, so logging costs nothing and the summary line proves every poll
 succeeded.
 
 The machine may be shared: before every measured phase the harness waits (up to
---quiet-wait seconds) for a 1-second window in which no CPU is more than --quiet-busy % busy,
-and the report prints what it found (`other load`).
+--quiet-wait seconds) for a 1-second window in which no CPU is more than --quiet-busy % busy
+(and loses at most half that to steal), and the report prints what it found (`other load`).
 """
 import argparse
 import json
@@ -39,7 +41,6 @@ import os
 import platform
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import threading
@@ -160,7 +161,8 @@ def cpu_usage(before, after):
     for name in sorted(after):
         b = [a - c for a, c in zip(after[name], before[name])]
         total = sum(b) or 1
-        out[name] = {"busy": round(100.0 * b[0] / total, 1), "steal": round(100.0 * b[2] / total, 1)}
+        out[name] = {"busy": round(100.0 * b[0] / total, 1),
+                     "steal": round(100.0 * b[2] / total, 1)}
     return out
 
 
@@ -273,7 +275,8 @@ class Sim:
 
 def run_wrk(args, sim, n, seconds):
     quiet = wait_for_quiet(args)
-    argv = pinned(args.client_cpu, ["wrk", "-t1", f"-c{args.connections}", f"-d{int(round(seconds))}s",
+    argv = pinned(args.client_cpu, ["wrk", "-t1", f"-c{args.connections}",
+                                    f"-d{int(round(seconds))}s",
                                     "-s", os.path.join(HERE, "wrk-wallets.lua"), sim.url])
     env = dict(os.environ, BENCH_WALLETS=str(n))
     s0, c0, z0 = sim.cpu(), cpu_times(), sim.sleeps()
@@ -411,8 +414,9 @@ def run_script_bench(args):
     if not os.path.exists(args.script_bench):
         return None
     wait_for_quiet(args)
-    argv = pinned(args.client_cpu, [args.script_bench, "--json", "--seconds",
-                                    str(args.script_seconds), "--pools", os.path.join(ROOT, "pools"),
+    argv = pinned(args.client_cpu, [args.script_bench, "--json",
+                                    "--seconds", str(args.script_seconds),
+                                    "--pools", os.path.join(ROOT, "pools"),
                                     "--scripts", os.path.join(ROOT, "scripts")])
     out = subprocess.run(argv, capture_output=True, text=True)
     if out.returncode != 0:
@@ -479,9 +483,10 @@ def report(args, info, rows, baseline, script, https):
     p()
     p(f"## m2p-engine benchmark ({info['date_utc']})")
     p()
-    p(f"Machine: {info.get('cpu_model', '?')}, {info['cpus']} CPUs, {info.get('ram_gib', '?')} GiB, "
-      f"Linux {info['kernel']}; wrk {info['wrk']}, libcurl {info['libcurl']}, LuaJIT "
-      f"{info['luajit']}, libmicrohttpd {info['libmicrohttpd']}; commit {info['commit']} "
+    p(f"Machine: {info.get('cpu_model', '?')}, {info['cpus']} CPUs, "
+      f"{info.get('ram_gib', '?')} GiB, Linux {info['kernel']}; wrk {info['wrk']}, "
+      f"libcurl {info['libcurl']}, LuaJIT {info['luajit']}, "
+      f"libmicrohttpd {info['libmicrohttpd']}; commit {info['commit']} "
       f"({info['tree']} tree), build {info['build_type']}.")
     p(f"Layout: simulator (1 MHD thread) on CPU {args.sim_cpu}; wrk -t1 and m2p-engine "
       f"(one event loop) on CPU {args.client_cpu}; C = {C} connections for both; "
@@ -491,8 +496,8 @@ def report(args, info, rows, baseline, script, https):
       f"steal; `other load %` below is busy+steal of the busiest CPU in the last window before "
       f"the phase (wrk / engine), `steal %` the hypervisor's share during the engine's polling.")
     p()
-    p("| accounts | wrk req/s | engine polls/s | ratio | wrk CPU s/1000 | engine CPU s/1000 | ratio "
-      "| wrk peak RSS | engine peak RSS | ratio | engine RSS/account |")
+    p("| accounts | wrk req/s | engine polls/s | ratio | wrk CPU s/1000 | engine CPU s/1000 "
+      "| ratio | wrk peak RSS | engine peak RSS | ratio | engine RSS/account |")
     p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n, w, e in rows:
         p(f"| {fmt_n(n)} | {w['per_second']:,.0f} | {e['per_second']:,.0f} | "

@@ -46,9 +46,10 @@ if [ "$(nproc)" -lt 2 ]; then
 fi
 
 build_log=$(mktemp "${TMPDIR:-/tmp}/m2p-bench-build.XXXXXX")
-if ! { [ -f "$BUILD_DIR/CMakeCache.txt" ] || cmake -S "$ROOT" -B "$BUILD_DIR"; } >"$build_log" 2>&1 ||
-   ! cmake --build "$BUILD_DIR" --target m2p-engine m2p-sim script_bench http_bench -j"$(nproc)" \
-     >>"$build_log" 2>&1; then
+if ! { [ -f "$BUILD_DIR/CMakeCache.txt" ] || cmake -S "$ROOT" -B "$BUILD_DIR"; } \
+     >"$build_log" 2>&1 ||
+   ! cmake --build "$BUILD_DIR" -j"$(nproc)" \
+       --target m2p-engine m2p-sim script_bench http_bench >>"$build_log" 2>&1; then
   cat "$build_log" >&2
   echo "bench: the build failed" >&2
   rm -f "$build_log"

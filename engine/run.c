@@ -40,6 +40,7 @@ typedef struct app {
     membership *members;
     dir_watch *watch;
     bool members_known, players_ready, started;
+    bool finished; /* the poller is done (it may finish before the loop runs: no accounts) */
     int status;
     ev_signal sigterm, sigint, sighup;
 } app;
@@ -47,6 +48,7 @@ typedef struct app {
 static void on_finished(void *user)
 {
     app *a = user;
+    a->finished = true;
     ev_break(a->loop, EVBREAK_ALL);
 }
 
@@ -322,7 +324,8 @@ int run_engine(const run_options *opts, config *cfg)
         watch_scripts(&a);
     int rc = file ? use_players_file(&a) : follow_database(&a);
     if (rc == 0) {
-        ev_run(a.loop, 0);
+        if (!a.finished)
+            ev_run(a.loop, 0);
         log_summary(&a);
         a.status = opts->once && poller_pools_failed_entirely(a.poller) ? 1 : 0;
     } else {

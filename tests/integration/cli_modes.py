@@ -76,6 +76,14 @@ def test_once_partial_failure_is_not_entire(ctx):
           % (rc, cpu["successes"]))
 
 
+def test_once_with_no_accounts_exits(ctx):
+    # Nothing to poll: the cycle is over before the event loop starts, and must still end.
+    sim = ctx.start_sim()
+    rc, events, out, err = once(ctx, sim, players=0)
+    check(rc == 0, "--once with no accounts exited %d\n%s" % (rc, err[-2000:]))
+    check(summary(events)["polls_total"] == 0, "no account, yet polls were counted")
+
+
 def probe(ctx, sim, pool, wallet, extra=None):
     settings = dict(sim.pool_env())
     settings.update(extra or {})
