@@ -480,7 +480,7 @@ static void drain_broken_pools(poller *p)
     for (uint16_t s = 0; s < p->n_slots; s++) {
         sched_pool_status st;
         scheduler_pool_status(p->sched, s, &st);
-        if (st.breaker == BREAKER_CLOSED || st.queued_due == 0)
+        if (st.breaker == BREAKER_CLOSED || st.queued == 0)
             continue;
         size_t total = 0, n;
         while ((n = scheduler_drain(p->sched, s, ids, 256)) > 0) {

@@ -375,7 +375,7 @@ void scheduler_pool_status(const scheduler *s, unsigned pool, sched_pool_status 
         return;
     const sched_pool *p = &s->pools[pool];
     out->accounts = p->accounts;
-    out->queued_due = p->heap_len;
+    out->queued = p->heap_len;
     out->in_flight = p->in_flight;
     out->effective_interval = effective_interval(s, p);
     out->breaker = p->breaker;

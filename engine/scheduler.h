@@ -40,7 +40,7 @@ typedef enum {
 typedef enum { BREAKER_CLOSED, BREAKER_OPEN, BREAKER_PROBING } breaker_state;
 
 typedef struct sched_pool_status {
-    size_t accounts, queued_due, in_flight;
+    size_t accounts, queued, in_flight; /* queued: waiting, due or not */
     double effective_interval;
     breaker_state breaker;
     double paused_until;
