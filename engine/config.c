@@ -57,6 +57,33 @@ static bool check_proxy_url(char *value)
     return true;
 }
 
+/* RPLANT_DIV2: a small decimal exponent. */
+static bool check_div2(char *value)
+{
+    char *end;
+    long v = strtol(value, &end, 10);
+    return end != value && *end == '\0' && v >= 0 && v <= 30 && isdigit((unsigned char)*value);
+}
+
+/* "23,51": one or more decimal bytes separated by commas. */
+static bool check_byte_list(char *value)
+{
+    const char *p = value;
+    for (;;) {
+        char *end;
+        if (!isdigit((unsigned char)*p))
+            return false;
+        long v = strtol(p, &end, 10);
+        if (v < 0 || v > 255 || end - p > 3)
+            return false;
+        if (*end == '\0')
+            return true;
+        if (*end != ',')
+            return false;
+        p = end + 1;
+    }
+}
+
 static bool check_engine_id(char *value)
 {
     size_t n = strlen(value);
@@ -139,10 +166,15 @@ static const config_setting settings[CFG_COUNT] = {
     SETTING_STRING(ZPOOL_INTERFACE, "", 0, "interface name or address", check_engine_id,
                    "source interface or address for zpool requests, as libcurl's "
                    "CURLOPT_INTERFACE (\"eth1\", \"host!10.0.0.2\"); empty = any"),
-    SETTING_NUMBER(RPLANT_ATOMIC_THRESHOLD, "1000000", 1, 1e18,
-                   "an rplant amount at or above this is taken as atomic units"),
-    SETTING_NUMBER(RPLANT_ATOMIC_DIVISOR, "1000000000000", 1, 1e18,
-                   "atomic units per coin for rplant responses in atomic units"),
+    SETTING_STRING(RPLANT_DIV2, "", 0, "integer exponent 0-30", check_div2,
+                   "rplant reports amounts in atomic units: divide them by 10^RPLANT_DIV2 (0 = "
+                   "amounts are coins); empty = read div2 from rplant's /api/dash"),
+    SETTING_URL(RPLANT_DASH_URL, "", http_schemes,
+                "rplant's /api/dash (per-coin div2); empty = /api/dash on RPLANT_URL's host"),
+    SETTING_STRING(ADVC_ADDRESS_VERSIONS, "23,51", 0, "comma-separated bytes 0-255",
+                   check_byte_list,
+                   "base58check version bytes of valid ADVC addresses (mainnet P2PKH 23, P2SH "
+                   "51); a wallet with another version or a bad checksum is never polled"),
     SETTING_NUMBER(AP_PER_ADVC, "100", 0, 1e12, "Adventure Points awarded per ADVC paid out"),
     SETTING_NUMBER(MIN_PAYOUT_DELTA, "0.0001", 0, 1e12,
                    "smallest increase of a paid counter (ADVC) that is awarded; smaller "
@@ -152,6 +184,15 @@ static const config_setting settings[CFG_COUNT] = {
     SETTING_BOOL(REWARD_HISTORY, "false",
                  "award what a wallet was paid before its first observation (otherwise that "
                  "is the baseline)"),
+    SETTING_INT(DECREASE_CONFIRM_POLLS, "3", 1, 1000,
+                "consecutive successful polls that must show a lower cumulative paid counter "
+                "before it becomes the new baseline (a glitch that comes back awards nothing)"),
+    SETTING_NUMBER(MAX_AWARD_ADVC, "1000", 0, 1e15,
+                   "awards of one poll and account above this many ADVC are held for review "
+                   "(m2p-engine --release-held / --reject-held); 0 = no ceiling"),
+    SETTING_NUMBER(MAX_AWARD_FACTOR, "100", 0, 1e15,
+                   "an award more than this many times the account's largest earlier award "
+                   "(once it has five) is held for review; 0 = off"),
     SETTING_INT(SCRIPT_INSTRUCTION_BUDGET, "10000000", 1000, 1e10,
                 "Lua instructions one script call may run before it is stopped"),
     SETTING_INT(SCRIPT_MEMORY_LIMIT_MB, "256", 8, 65536, "memory limit of the Lua scripts, in MiB"),

@@ -298,6 +298,14 @@ function pipeline.request(index, wallet)
   return check_request(pool, pool.script.request(wallet))
 end
 
+-- The wallet's canonical form (what one player owns on this pool), or an error
+-- "invalid wallet: <reason>".
+function pipeline.wallet_check(index, wallet)
+  local pool = pools[index]
+  if not wallet_ok(pool, wallet) then error("invalid wallet", 0) end
+  return wallet
+end
+
 local function context(pool, account)
   local ctx = { pool = pool.name, currency = pool.currency, player_id = account.player_id,
                 username = account.username, wallet = account.wallet, now = os.time() }

@@ -560,6 +560,36 @@ int script_request_build(script_runtime *rt, int pool, const char *wallet, scrip
     return 0;
 }
 
+struct wallet_call {
+    int pool;
+    const char *wallet;
+    char *canonical;
+    size_t canonical_len;
+};
+
+static int wallet_entry(lua_State *L)
+{
+    struct wallet_call *c = lua_touserdata(L, 1);
+    push_pipeline_function(L, "wallet_check");
+    lua_pushinteger(L, c->pool + 1);
+    lua_pushstring(L, c->wallet);
+    lua_call(L, 2, 1);
+    /* Validated by the pipeline: a string (it raised otherwise). */
+    snprintf(c->canonical, c->canonical_len, "%s", lua_tostring(L, -1));
+    return 0;
+}
+
+int script_wallet_check(script_runtime *rt, int pool, const char *wallet, char *canonical,
+                        size_t canonical_len, char *err, size_t errlen)
+{
+    if (pool < 0 || (size_t)pool >= rt->n_pools) {
+        snprintf(err, errlen, "no such pool");
+        return -1;
+    }
+    struct wallet_call call = {pool, wallet ? wallet : "", canonical, canonical_len};
+    return run_protected(rt, wallet_entry, &call, err, errlen);
+}
+
 void script_request_clear(script_request *req)
 {
     for (size_t i = 0; i < req->n_headers; i++)

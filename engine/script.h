@@ -108,6 +108,14 @@ int script_request_build(script_runtime *rt, int pool, const char *wallet, scrip
                          char *err, size_t errlen);
 void script_request_clear(script_request *req);
 
+/* Checks `wallet` for pool `pool` as request building does (length, characters, the pool's
+ * wallet_pattern, address checksums). On success returns 0 and writes the wallet's canonical
+ * form (the key under which a wallet belongs to one player: bech32 lower-cased, others as
+ * they are) into `canonical`. On failure returns -1 with the reason in err, e.g.
+ * "invalid wallet: bad base58check checksum". */
+int script_wallet_check(script_runtime *rt, int pool, const char *wallet, char *canonical,
+                        size_t canonical_len, char *err, size_t errlen);
+
 /* Turns a response into an outcome. Returns 0, or -1 when the poll failed (out->error). */
 int script_poll(script_runtime *rt, int pool, const script_account *account,
                 const script_response *response, poll_outcome *out);
