@@ -36,6 +36,7 @@ The machine may be shared: before every measured phase the harness waits (up to
 (and loses at most half that to steal), and the report prints what it found (`other load`).
 """
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -51,26 +52,26 @@ from datetime import datetime, timezone
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 TICK = os.sysconf("SC_CLK_TCK")
-ACCOUNTS_FORMAT = 1  # bump when wallet() or the file layout changes (cached files are reused)
+ACCOUNTS_FORMAT = 2  # bump when wallet() or the file layout changes (cached files are reused)
 
 # ------------------------------------------------------------------------------ accounts
 
-B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-M8 = 62 ** 8
-
-
-def b62(x, digits):
-    out = []
-    for _ in range(digits):
-        x, d = divmod(x, 62)
-        out.append(B62[d])
-    return "".join(reversed(out))
+BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 
 
 def wallet(i):
-    """34 alphanumeric characters, distinct per i. Same as wallet() in bench/wrk-wallets.lua."""
-    return ("A" + b62((i * 2654435761) % M8, 8) + b62((i * 40503 + 7) % M8, 8) +
-            b62((i * 7919) % M8, 8) + b62(i, 9))
+    """A checksum-valid ADVC address (base58check, version 23), distinct per i: the pool scripts
+    refuse any other wallet before a request. Same as wallet() in bench/wrk-wallets.lua and
+    bench/http_bench.c: payload = the first 20 bytes of SHA-256("m2p-bench-<i>") (so wallets
+    differ from the first characters on, like real ones), then version 23 + payload + the first
+    4 bytes of SHA-256(SHA-256(version + payload)), in base58."""
+    raw = bytes([23]) + hashlib.sha256(b"m2p-bench-%d" % i).digest()[:20]
+    raw += hashlib.sha256(hashlib.sha256(raw).digest()).digest()[:4]
+    n, out = int.from_bytes(raw, "big"), ""
+    while n:
+        n, digit = divmod(n, 58)
+        out = BASE58[digit] + out
+    return out  # the version byte is not 0, so there are no leading '1's
 
 
 def accounts_file(out_dir, n):
@@ -601,7 +602,7 @@ def main():
             sys.exit(f"bench: {tool} is missing (tests/install-deps.sh installs wrk; taskset is "
                      "in util-linux)")
     if max(sizes) > 3000000:
-        sys.exit("bench: at most 3,000,000 accounts (wallet() is exact below that)")
+        sys.exit("bench: at most 3,000,000 accounts")
     os.makedirs(args.out_dir, exist_ok=True)
 
     print(f"bench: wallets twin check: {check_wallet_twins()}", file=sys.stderr)

@@ -24,13 +24,10 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 from pgserver import PgServer  # noqa: E402
+from bench import wallet  # noqa: E402  (checksum-valid ADVC addresses, distinct per i)
 
 ENGINE = os.path.join(ROOT, "build", "m2p-engine")
 SIM = os.path.join(ROOT, "build", "tests", "sim", "m2p-sim")
-
-
-def wallet(i):
-    return "A%033d" % i  # 34 characters, distinct, valid for every pool script
 
 
 def start_sim():

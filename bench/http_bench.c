@@ -11,6 +11,7 @@
  * engine and wrk: the difference between this and the engine is what the rest of a poll costs.
  */
 #include <ev.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,25 +20,33 @@
 
 #include "http.h"
 
-static const char B62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+static const char BASE58[] = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
 
-static void b62(unsigned long long x, int digits, char *out)
-{
-    for (int k = digits - 1; k >= 0; k--) {
-        out[k] = B62[x % 62];
-        x /= 62;
-    }
-}
-
-/* wallet() of bench/bench.py and bench/wrk-wallets.lua: 34 characters. */
+/* wallet() of bench/bench.py and bench/wrk-wallets.lua: a checksum-valid ADVC address, version
+ * 23, payload = the first 20 bytes of SHA-256("m2p-bench-<i>"), checksum = the first 4 bytes of
+ * SHA-256(SHA-256(version + payload)); always 34 base58 characters for version 23. */
 static void wallet(unsigned long long i, char out[35])
 {
-    const unsigned long long m8 = 218340105584896ULL; /* 62^8 */
-    out[0] = 'A';
-    b62((i * 2654435761ULL) % m8, 8, out + 1);
-    b62((i * 40503ULL + 7) % m8, 8, out + 9);
-    b62((i * 7919ULL) % m8, 8, out + 17);
-    b62(i, 9, out + 25);
+    unsigned char raw[25], digest[SHA256_DIGEST_LENGTH], twice[SHA256_DIGEST_LENGTH];
+    char seed[40];
+    int len = snprintf(seed, sizeof seed, "m2p-bench-%llu", i);
+    SHA256((const unsigned char *)seed, (size_t)len, digest);
+    raw[0] = 23;
+    memcpy(raw + 1, digest, 20);
+    SHA256(raw, 21, digest);
+    SHA256(digest, sizeof digest, twice);
+    memcpy(raw + 21, twice, 4);
+    /* Base58: repeated long division of the 25 big-endian bytes by 58, least significant
+     * digit first into out[33..0]. */
+    for (int k = 33; k >= 0; k--) {
+        unsigned rem = 0;
+        for (size_t b = 0; b < sizeof raw; b++) {
+            unsigned v = rem * 256 + raw[b];
+            raw[b] = (unsigned char)(v / 58);
+            rem = v % 58;
+        }
+        out[k] = BASE58[rem];
+    }
     out[34] = '\0';
 }
 
@@ -45,6 +54,7 @@ static struct {
     struct ev_loop *loop;
     http_client *client;
     const char *base;
+    char (*wallets)[35]; /* computed before the clock starts, like the engine's accounts file */
     long n, started, done, failed;
 } g;
 
@@ -64,11 +74,10 @@ static void on_done(void *user, const http_response *r)
 
 static void start_one(void)
 {
-    char w[35], url[1024];
-    wallet((unsigned long long)(g.started % g.n) + 1, w);
-    snprintf(url, sizeof url, "%s?%s", g.base, w);
+    char url[1024];
+    snprintf(url, sizeof url, "%s?%s", g.base, g.wallets[g.started % g.n]);
     static const char *const headers[] = {"Accept: application/json"};
-    http_request req = {url, headers, 1, NULL, NULL};
+    http_request req = {url, headers, 1, NULL, NULL, HTTP_REDIRECTS_NONE};
     g.started++;
     if (http_get(g.client, &req, on_done, NULL) != 0) {
         fprintf(stderr, "http_bench: http_get failed\n");
@@ -87,6 +96,11 @@ int main(int argc, char **argv)
     g.base = argv[1];
     g.n = atol(argv[2]);
     long c = atol(argv[3]);
+    g.wallets = malloc((size_t)g.n * sizeof *g.wallets);
+    if (!g.wallets)
+        return 1;
+    for (long i = 0; i < g.n; i++)
+        wallet((unsigned long long)i + 1, g.wallets[i]);
     g.loop = EV_DEFAULT;
     if (http_global_init() != 0)
         return 1;
@@ -110,5 +124,6 @@ int main(int argc, char **argv)
            g.done, g.failed, wall, (double)g.done / wall, user + sys, user, sys);
     http_client_free(g.client);
     http_global_cleanup();
+    free(g.wallets);
     return g.failed ? 1 : 0;
 }

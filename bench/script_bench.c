@@ -29,22 +29,22 @@
 #include "log.h"
 #include "script.h"
 
-static const char WALLET[] = "AXb7Kc2R9mQwE4tYuP3sLdF6gH8jN1vZq5";
+static const char WALLET[] = "AK25iob33on4rFbcfU4fXzrTiqf3pwYNQY";
 
 /* GET /api/worker_stats?<WALLET> from m2p-sim (seed 1) at sim time 7200 s ... */
 static const char BODY[] =
-    "{\"miner\":\"AXb7Kc2R9mQwE4tYuP3sLdF6gH8jN1vZq5\",\"totalHash\":84521,\"totalShares\":6085512,"
+    "{\"miner\":\"AK25iob33on4rFbcfU4fXzrTiqf3pwYNQY\",\"totalHash\":84521,\"totalShares\":6085512,"
     "\"networkSols\":0,\"immature\":0.05846976,\"balance\":0.11693954,\"paid\":644.95309555,"
-    "\"workers\":{\"AXb7Kc2R9mQwE4tYuP3sLdF6gH8jN1vZq5.rig1\":{\"name\":"
-    "\"AXb7Kc2R9mQwE4tYuP3sLdF6gH8jN1vZq5.rig1\",\"shares\":6085512,\"invalidshares\":0,"
+    "\"workers\":{\"AK25iob33on4rFbcfU4fXzrTiqf3pwYNQY.rig1\":{\"name\":"
+    "\"AK25iob33on4rFbcfU4fXzrTiqf3pwYNQY.rig1\",\"shares\":6085512,\"invalidshares\":0,"
     "\"hashrate\":84521,\"hashrateString\":\"84.52 KH\"}},\"history\":{}}";
 
 /* ... and 30 s earlier (one payout less). */
 static const char BODY_BEFORE[] =
-    "{\"miner\":\"AXb7Kc2R9mQwE4tYuP3sLdF6gH8jN1vZq5\",\"totalHash\":84521,\"totalShares\":6060155,"
+    "{\"miner\":\"AK25iob33on4rFbcfU4fXzrTiqf3pwYNQY\",\"totalHash\":84521,\"totalShares\":6060155,"
     "\"networkSols\":0,\"immature\":1.28079179,\"balance\":2.56158360,\"paid\":640.55006798,"
-    "\"workers\":{\"AXb7Kc2R9mQwE4tYuP3sLdF6gH8jN1vZq5.rig1\":{\"name\":"
-    "\"AXb7Kc2R9mQwE4tYuP3sLdF6gH8jN1vZq5.rig1\",\"shares\":6060155,\"invalidshares\":0,"
+    "\"workers\":{\"AK25iob33on4rFbcfU4fXzrTiqf3pwYNQY.rig1\":{\"name\":"
+    "\"AK25iob33on4rFbcfU4fXzrTiqf3pwYNQY.rig1\",\"shares\":6060155,\"invalidshares\":0,"
     "\"hashrate\":84521,\"hashrateString\":\"84.52 KH\"}},\"history\":{}}";
 
 /* The headers the simulator sends (libcurl hands the engine lower-cased names). */

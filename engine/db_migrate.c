@@ -25,6 +25,8 @@ typedef struct migration {
 static const migration migrations[] = {
     {1, "001_game_tables.sql"},
     {2, "002_engine_state.sql"},
+    {3, "003_held_awards.sql"},
+    {4, "004_wallet_claims.sql"},
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 

@@ -8,6 +8,7 @@
 #include "db_store.h"
 
 #include <ev.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,9 +34,20 @@ static const char *const SQL_PLAYER =
     " p.verified AND p.active"
     " FROM players p WHERE p.id = $1::int";
 
+/* The columns stored_from_row() reads, in its order. */
+#define ACCOUNT_COLUMNS \
+    "version, wallet, state::text, observation_hash, award_count, largest_award::text"
+
 static const char *const SQL_ACCOUNT =
-    "SELECT version, wallet, state::text, observation_hash FROM m2p_accounts"
-    " WHERE player_id = $1::int AND pool_name = $2";
+    "SELECT " ACCOUNT_COLUMNS " FROM m2p_accounts WHERE player_id = $1::int AND pool_name = $2";
+
+/* Loading an account claims its wallet in the same statement (a wallet belongs to one player
+ * per pool: engine/migrations/004_wallet_claims.sql). Always one row; the account's columns
+ * are NULL when it was never observed. */
+static const char *const SQL_LOAD =
+    "SELECT " ACCOUNT_COLUMNS ", claim.wallet_owner"
+    " FROM (SELECT m2p_claim_wallet($1::int, $2, $3, $4) AS wallet_owner) claim"
+    " LEFT JOIN m2p_accounts ON player_id = $1::int AND pool_name = $2";
 
 static const char *const SQL_COMMIT =
     "SELECT m2p_commit_poll($1::int, $2, $3, $4::bigint, $5::jsonb, $6, $7::jsonb, $8::jsonb,"
@@ -245,16 +257,11 @@ static void stored_from_row(const db_result *r, stored_account *out)
     out->wallet = db_value(r, 0, 1);
     out->state = db_value(r, 0, 2);
     out->observation_hash = db_is_null(r, 0, 3) ? NULL : db_value(r, 0, 3);
-}
-
-static void on_account(void *user, const db_result *r)
-{
-    account_call *c = user;
-    stored_account stored;
-    if (r->ok)
-        stored_from_row(r, &stored);
-    c->load_done(c->ctx, r->ok, &stored);
-    free(c);
+    /* What the award limits compare against (award_limits.h); m2p_commit_poll and
+     * m2p_release_held keep them (engine/migrations/003_held_awards.sql). */
+    long long count = strtoll(db_value(r, 0, 4), NULL, 10);
+    out->history.count = count < 0 ? 0 : count > UINT32_MAX ? UINT32_MAX : (uint32_t)count;
+    out->history.largest = strtod(db_value(r, 0, 5), NULL);
 }
 
 static account_call *new_call(db_store *s, int64_t player_id, const char *pool, void *ctx)
@@ -267,14 +274,33 @@ static account_call *new_call(db_store *s, int64_t player_id, const char *pool, 
     return c;
 }
 
+/* SQL_LOAD's row: the account (if ever observed) and the wallet's owner. An owner of NULL
+ * (the claim vanished with its deleted owner meanwhile) fails the load: it is retried. */
+static void on_account_claimed(void *user, const db_result *r)
+{
+    account_call *c = user;
+    stored_account stored = {0};
+    if (!r->ok)
+        log_message(LOG_WARNING, "load_failed", "%s", r->error); /* as commit_failed */
+    int owner = r->ok && r->rows == 1 ? db_column_index(r, "wallet_owner") : -1;
+    bool ok = owner >= 0 && !db_is_null(r, 0, owner);
+    if (ok) {
+        if (!db_is_null(r, 0, 0))
+            stored_from_row(r, &stored);
+        stored.owner = strtoll(db_value(r, 0, owner), NULL, 10);
+    }
+    c->load_done(c->ctx, ok, &stored);
+    free(c);
+}
+
 static void store_load(account_store *self, int64_t player_id, const char *pool,
-                       load_done_fn done, void *ctx)
+                       const char *wallet, const char *canonical, load_done_fn done, void *ctx)
 {
     db_store *s = (db_store *)self;
     account_call *c = new_call(s, player_id, pool, ctx);
     c->load_done = done;
-    const char *params[] = {c->player, c->pool};
-    if (query(s, SQL_ACCOUNT, 2, params, on_account, c) != 0) {
+    const char *params[] = {c->player, c->pool, canonical, wallet};
+    if (query(s, SQL_LOAD, 4, params, on_account_claimed, c) != 0) {
         free(c);
         done(ctx, false, NULL);
     }
@@ -341,6 +367,8 @@ static char *awards_json(const poll_commit *pc)
         cJSON_AddStringToObject(o, "reason", a->reason);
         cJSON_AddItemToObject(o, "previous_paid", counter_of(pc->previous_state));
         cJSON_AddItemToObject(o, "current_paid", counter_of(pc->outcome->observation_json));
+        if (pc->held && pc->held[i]) /* stored as a held award: not paid, not notified */
+            cJSON_AddStringToObject(o, "held", pc->held[i]);
         cJSON_AddItemToArray(list, o);
     }
     char *text = cJSON_PrintUnformatted(list);
@@ -491,6 +519,7 @@ db_store *db_store_new(struct ev_loop *loop, db *d, const db_store_options *o)
     db_store *s = calloc(1, sizeof *s);
     s->accounts.load = store_load;
     s->accounts.commit = store_commit;
+    s->accounts.claims_wallets = true;
     s->loop = loop;
     s->db = d;
     s->opts = *o;

@@ -60,8 +60,10 @@ struct http_transfer {
     char **values;              /* values[i] points into names[i] */
     size_t n_headers, headers_cap;
     int body_too_large, too_many_headers;
+    http_redirects redirects;
+    char origin[300];           /* "host:port" of the request, for HTTP_REDIRECTS_SAME_HOST */
     char curl_error[CURL_ERROR_SIZE];
-    char error[64];
+    char error[640];
     http_transfer *prev, *next;
 };
 
@@ -281,12 +283,13 @@ static int build_request_headers(http_transfer *t, const http_request *req)
             return -1;                                            \
     } while (0)
 
-static int configure_policy(CURL *e, const http_options *o)
+static int configure_policy(CURL *e, const http_options *o, http_redirects redirects)
 {
+    long follow = redirects == HTTP_REDIRECTS_SAME_HOST && o->max_redirects > 0;
     SETOPT(CURLOPT_NOSIGNAL, 1L);  /* timeouts must not use SIGALRM in a multi-threaded host */
     SETOPT(CURLOPT_TIMEOUT_MS, o->timeout_ms);
     SETOPT(CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
-    SETOPT(CURLOPT_FOLLOWLOCATION, o->max_redirects > 0 ? 1L : 0L);
+    SETOPT(CURLOPT_FOLLOWLOCATION, follow);
     SETOPT(CURLOPT_MAXREDIRS, o->max_redirects);
 #if LIBCURL_VERSION_NUM >= 0x075500  /* 7.85: the *_STR forms replace deprecated bitmasks */
     SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
@@ -326,10 +329,47 @@ static int configure_transfer(http_transfer *t, const http_request *req)
      * multiplexing" only from the first full response, serialising the burst behind it. */
     if (strncasecmp(req->url, "https://", 8) == 0)
         SETOPT(CURLOPT_PIPEWAIT, 1L);
-    return configure_policy(e, &t->c->opts);
+    return configure_policy(e, &t->c->opts, req->redirects);
 }
 
 #undef SETOPT
+
+/* "host:port" of `url` (the port from the scheme when the URL names none), parsed by
+ * libcurl's own URL parser so that it agrees with where libcurl connects. 0 or -1. */
+static int url_origin(const char *url, char *out, size_t cap)
+{
+    CURLU *u = curl_url();
+    char *host = NULL, *port = NULL;
+    int ok = u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+             curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+             curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK;
+    if (ok) {
+        int n = snprintf(out, cap, "%s:%s", host, port);
+        ok = n > 0 && (size_t)n < cap;
+    }
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(u);
+    return ok ? 0 : -1;
+}
+
+/* libcurl has no callback that could veto a redirect before it is followed, so the check
+ * is on where the transfer ended: an answer from any other host or port is not the pool's.
+ * Returns NULL when the final URL is on the request's origin, else the failure text. */
+static const char *redirect_violation(http_transfer *t)
+{
+    char *effective = NULL;
+    char final[sizeof t->origin];
+    if (t->redirects != HTTP_REDIRECTS_SAME_HOST)
+        return NULL;
+    curl_easy_getinfo(t->easy, CURLINFO_EFFECTIVE_URL, &effective);
+    int readable = effective && url_origin(effective, final, sizeof final) == 0;
+    if (readable && strcasecmp(final, t->origin) == 0)
+        return NULL;
+    snprintf(t->error, sizeof t->error, "redirected off %s to %s", t->origin,
+             readable ? final : "an unreadable URL");
+    return t->error;
+}
 
 static http_transfer *transfer_new(http_client *c, const http_request *req, http_done_fn done,
                                    void *user)
@@ -341,7 +381,13 @@ static http_transfer *transfer_new(http_client *c, const http_request *req, http
     t->done = done;
     t->user = user;
     t->started = ev_time();
+    t->redirects = req->redirects;
     t->easy = curl_easy_init();
+    if (req->redirects == HTTP_REDIRECTS_SAME_HOST &&
+        url_origin(req->url, t->origin, sizeof t->origin) != 0) {
+        transfer_free(t);
+        return NULL;
+    }
     if (!t->easy || build_request_headers(t, req) != 0 || configure_transfer(t, req) != 0) {
         transfer_free(t);
         return NULL;
@@ -382,10 +428,13 @@ static void response_fill(http_transfer *t, CURLcode rc, int cancelled, http_res
     memset(r, 0, sizeof *r);
     r->body = "";
     r->total_ms = (ev_time() - t->started) * 1000.0;
+    const char *off_host = NULL;
     if (cancelled) {
         r->error = "cancelled";
     } else if (rc != CURLE_OK) {
         r->error = describe_failure(t, rc, &r->timed_out);
+    } else if ((off_host = redirect_violation(t)) != NULL) {
+        r->error = off_host;
     } else {
         r->ok = 1;
         curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &r->status);

@@ -10,7 +10,8 @@
  *
  * Fixed policy for every request: TLS peer and host verification on, only http:// and
  * https:// (also for redirect targets), any content encoding libcurl can decode is
- * accepted and decoded, signals are never used (CURLOPT_NOSIGNAL).
+ * accepted and decoded, signals are never used (CURLOPT_NOSIGNAL). Redirects are not
+ * followed unless the request asks for same-host ones (http_redirects below).
  */
 #ifndef M2P_HTTP_H
 #define M2P_HTTP_H
@@ -33,11 +34,20 @@ typedef struct http_options {
     long timeout_ms;              /* whole request incl. redirects; default 10000 */
     long connect_timeout_ms;      /* TCP + TLS handshake; default 5000 */
     size_t max_body_bytes;        /* decoded body cap; default 1 MiB; larger -> error */
-    long max_redirects;           /* default 3; 0 = do not follow redirects at all */
+    long max_redirects;           /* cap for HTTP_REDIRECTS_SAME_HOST requests; default 3 */
     const char *user_agent;       /* default "m2p-engine/<M2P_VERSION>"; copied */
     long max_host_connections;    /* 0 = libcurl default (unlimited) */
     long max_total_connections;   /* 0 = libcurl default (unlimited) */
 } http_options;
+
+/* Which redirects a request follows. An answer decides awards only if it comes from the
+ * host that was asked: a 3xx pointing elsewhere would hand the decision to whoever serves
+ * that Location. */
+typedef enum http_redirects {
+    HTTP_REDIRECTS_NONE = 0,  /* a 3xx is the response (ok=1, status 3xx); the default */
+    HTTP_REDIRECTS_SAME_HOST, /* follow up to max_redirects; ending on another host or port
+                                 than the request's is a failure ("redirected off ...") */
+} http_redirects;
 
 typedef struct http_request {
     const char *url;
@@ -47,13 +57,15 @@ typedef struct http_request {
                                      NULL = direct (http_proxy & co. env vars are ignored) */
     const char *interface;        /* source interface/address for CURLOPT_INTERFACE
                                      ("eth1", "if!eth1", "host!10.0.0.2"); NULL = any */
+    http_redirects redirects;     /* zero = HTTP_REDIRECTS_NONE */
 } http_request;
 
 typedef struct http_response {
     int ok;                       /* 1 = got an HTTP response (any status); 0 = failure */
     long status;                  /* HTTP status of the final response when ok */
     const char *error;            /* when !ok: "timeout after 10000 ms", "cancelled",
-                                     "response body too large", or libcurl's message */
+                                     "response body too large", "redirected off
+                                     127.0.0.1:8080 to 10.0.0.9:80", or libcurl's message */
     int timed_out;                /* 1 when the failure was a timeout */
     const char *body;             /* decoded body, NUL-terminated (never NULL) */
     size_t body_len;
@@ -81,7 +93,8 @@ http_client *http_client_new(struct ev_loop *loop, const http_options *opts);
 
 /* Starts a GET. Returns 0 when started (done will be called later, never from inside this
  * call) or -1 when it could not start (done is not called): bad arguments, a header
- * containing CR/LF or no colon, allocation failure, or the client is being freed. */
+ * containing CR/LF or no colon, a same-host request whose URL libcurl cannot parse,
+ * allocation failure, or the client is being freed. */
 int http_get(http_client *c, const http_request *req, http_done_fn done, void *user);
 
 /* Requests started and not yet completed. */

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "config.h"
+#include "held.h"
 #include "http.h"
 #include "log.h"
 #include "probe.h"
@@ -25,6 +26,7 @@ typedef enum {
     MODE_SCRIPT_TEST,
     MODE_PROBE,
     MODE_MIGRATE,
+    MODE_HELD, /* --list-held, --release-held ID, --reject-held ID */
 } run_mode;
 
 typedef struct cli {
@@ -34,6 +36,9 @@ typedef struct cli {
     int n_paths;
     const char *record_file; /* --probe --record FILE */
     bool watch;              /* --script-test --watch */
+    held_action held;        /* MODE_HELD: which command */
+    const char *held_id;     /* --release-held / --reject-held ID */
+    bool explicit_dir[2];    /* --pools, --scripts given (not the defaults) */
 } cli;
 
 static void print_usage(FILE *out)
@@ -51,6 +56,10 @@ static void print_usage(FILE *out)
           "                           --watch, again whenever a script or fixture changes\n"
           "  --check                  load and validate every script; non-zero if any is broken\n"
           "  --migrate                apply pending database schema migrations and exit\n"
+          "  --list-held              awards held for review (above MAX_AWARD_ADVC or\n"
+          "                           MAX_AWARD_FACTOR): id, player, pool, amounts, why\n"
+          "  --release-held ID        pay a held award: totals and notification, once\n"
+          "  --reject-held ID         never pay a held award (exit 3: ID already settled)\n"
           "  --help, --version\n"
           "\n"
           "Options:\n"
@@ -78,7 +87,8 @@ static const char *default_dir(const char *name, char *buf, size_t len)
 static int parse_cli(int argc, char **argv, cli *c)
 {
     enum { O_ONCE = 256, O_DRY_RUN, O_PROBE, O_SCRIPT_TEST, O_CHECK, O_ACCOUNTS, O_ENV_FILE,
-           O_POOLS, O_SCRIPTS, O_VERSION, O_MIGRATE, O_RECORD, O_WATCH };
+           O_POOLS, O_SCRIPTS, O_VERSION, O_MIGRATE, O_RECORD, O_WATCH, O_LIST_HELD,
+           O_RELEASE_HELD, O_REJECT_HELD };
     static const struct option options[] = {
         {"once", no_argument, NULL, O_ONCE},
         {"dry-run", no_argument, NULL, O_DRY_RUN},
@@ -86,6 +96,9 @@ static int parse_cli(int argc, char **argv, cli *c)
         {"script-test", no_argument, NULL, O_SCRIPT_TEST},
         {"check", no_argument, NULL, O_CHECK},
         {"migrate", no_argument, NULL, O_MIGRATE},
+        {"list-held", no_argument, NULL, O_LIST_HELD},
+        {"release-held", required_argument, NULL, O_RELEASE_HELD},
+        {"reject-held", required_argument, NULL, O_REJECT_HELD},
         {"record", required_argument, NULL, O_RECORD},
         {"watch", no_argument, NULL, O_WATCH},
         {"accounts", required_argument, NULL, O_ACCOUNTS},
@@ -105,6 +118,15 @@ static int parse_cli(int argc, char **argv, cli *c)
         case O_SCRIPT_TEST: c->mode = MODE_SCRIPT_TEST; break;
         case O_CHECK: c->mode = MODE_CHECK; break;
         case O_MIGRATE: c->mode = MODE_MIGRATE; break;
+        case O_LIST_HELD:
+        case O_RELEASE_HELD:
+        case O_REJECT_HELD:
+            c->mode = MODE_HELD;
+            c->held = opt == O_LIST_HELD      ? HELD_LIST
+                      : opt == O_RELEASE_HELD ? HELD_RELEASE
+                                              : HELD_REJECT;
+            c->held_id = optarg;
+            break;
         case O_RECORD: c->record_file = optarg; break;
         case O_WATCH: c->watch = true; break;
         case O_ACCOUNTS: c->run.accounts_file = optarg; break;
@@ -131,6 +153,11 @@ static int parse_cli(int argc, char **argv, cli *c)
         fprintf(stderr, "m2p-engine: --record goes with --probe\n");
         return -1;
     }
+    if (c->mode == MODE_HELD && c->held != HELD_LIST && !held_id_valid(c->held_id)) {
+        fprintf(stderr, "m2p-engine: a held award ID is a positive integer (see --list-held), "
+                        "not '%s'\n", c->held_id);
+        return -1;
+    }
     if (c->watch && c->mode != MODE_SCRIPT_TEST) {
         fprintf(stderr, "m2p-engine: --watch goes with --script-test\n");
         return -1;
@@ -140,11 +167,48 @@ static int parse_cli(int argc, char **argv, cli *c)
         return -1;
     }
     static char pools_buf[1024], scripts_buf[1024];
+    c->explicit_dir[0] = c->run.pools_dir != NULL;
+    c->explicit_dir[1] = c->run.scripts_dir != NULL;
     if (!c->run.pools_dir)
         c->run.pools_dir = default_dir("pools", pools_buf, sizeof pools_buf);
     if (!c->run.scripts_dir)
         c->run.scripts_dir = default_dir("scripts", scripts_buf, sizeof scripts_buf);
     return 0;
+}
+
+static bool is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Says which directory is missing and how to point at it, before anything fails with a bare
+ * "cannot open" deep inside (run from another folder, the defaults find nothing). */
+static bool script_dirs_usable(const cli *c)
+{
+    const char *dirs[] = {c->run.pools_dir, c->run.scripts_dir};
+    const char *flags[] = {"--pools", "--scripts"};
+    const char *what[] = {"pool scripts", "rules (convert.lua, rewards.lua)"};
+    bool ok = true;
+    for (int i = 0; i < 2; i++) {
+        if (is_dir(dirs[i]))
+            continue;
+        if (c->explicit_dir[i])
+            fprintf(stderr, "m2p-engine: %s %s: not a directory\n", flags[i], dirs[i]);
+        else
+            fprintf(stderr, "m2p-engine: no %s: ./%s is not in this folder and %s is not "
+                            "installed\n", what[i], i ? "scripts" : "pools", dirs[i]);
+        ok = false;
+    }
+    if (!ok)
+        fputs("hint: run from the m2p-engine folder (where pools/ and scripts/ are), or pass "
+              "--pools DIR and --scripts DIR\n", stderr);
+    if (ok && c->mode == MODE_SCRIPT_TEST && c->n_paths == 0 && !is_dir("tests/fixtures")) {
+        fputs("m2p-engine: no ./tests/fixtures in this folder\n"
+              "hint: name the fixtures: --script-test FILE.json|DIR...\n", stderr);
+        ok = false;
+    }
+    return ok;
 }
 
 static int run_check(const script_options *opts)
@@ -205,6 +269,11 @@ static int run_configured(const cli *c)
     settings_apply_logging(cfg);
     if (c->mode == MODE_MIGRATE)
         return run_migrate(cfg);
+    if (c->mode == MODE_HELD) {
+        status = held_command(cfg, c->held, c->held_id);
+        config_free(cfg);
+        return status;
+    }
     if (http_global_init() != 0) {
         fprintf(stderr, "m2p-engine: libcurl initialisation failed\n");
         config_free(cfg);
@@ -228,16 +297,16 @@ int main(int argc, char **argv)
         fputs("try 'm2p-engine --help'\n", stderr);
         return EXIT_USAGE;
     }
-    switch (c.mode) {
-    case MODE_HELP:
+    if (c.mode == MODE_HELP) {
         print_usage(stdout);
         return 0;
-    case MODE_VERSION:
+    }
+    if (c.mode == MODE_VERSION) {
         printf("m2p-engine %s\n", M2P_VERSION);
         return 0;
-    case MODE_SCRIPT_TEST:
-        return run_script_test(&c);
-    default:
-        return run_configured(&c);
     }
+    bool needs_scripts = c.mode != MODE_MIGRATE && c.mode != MODE_HELD;
+    if (needs_scripts && !script_dirs_usable(&c))
+        return 1;
+    return c.mode == MODE_SCRIPT_TEST ? run_script_test(&c) : run_configured(&c);
 }

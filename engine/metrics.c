@@ -1,6 +1,7 @@
 /* Polling counters and the polling_cycle_complete event. */
 #include "metrics.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,6 +49,21 @@ void metrics_record_poll(metrics *m, pool_metrics *pool, bool success, double re
     }
 }
 
+/* Pacing of one pool: present once the poller has scheduled it. */
+static void add_pacing(cJSON *o, const pool_metrics *p)
+{
+    if (!p->scheduled)
+        return;
+    cJSON_AddNumberToObject(o, "accounts", (double)p->accounts);
+    cJSON_AddNumberToObject(o, "effective_interval_seconds", p->effective_interval);
+    if (p->max_interval <= 0)
+        return;
+    cJSON_AddNumberToObject(o, "max_interval_seconds", p->max_interval);
+    if (p->capacity != SIZE_MAX)
+        cJSON_AddNumberToObject(o, "accounts_per_egress", (double)p->capacity);
+    cJSON_AddBoolToObject(o, "interval_exceeds_max", p->exceeds_max);
+}
+
 cJSON *metrics_to_json(const metrics *m)
 {
     cJSON *out = cJSON_CreateObject();
@@ -56,6 +72,10 @@ cJSON *metrics_to_json(const metrics *m)
     cJSON_AddNumberToObject(out, "rewards_detected", (double)m->rewards_detected);
     cJSON_AddNumberToObject(out, "script_reloads", (double)m->script_reloads);
     cJSON_AddNumberToObject(out, "script_reload_failures", (double)m->script_reload_failures);
+    size_t refused = 0;
+    for (size_t i = 0; i < m->n_pools; i++)
+        refused += m->pools[i].wallets_refused;
+    cJSON_AddNumberToObject(out, "wallets_refused", (double)refused);
     cJSON *pools = cJSON_AddObjectToObject(out, "pools");
     for (size_t i = 0; i < m->n_pools; i++) {
         const pool_metrics *p = &m->pools[i];
@@ -69,6 +89,8 @@ cJSON *metrics_to_json(const metrics *m)
                                 p->timed_responses
                                     ? p->response_ms_total / (double)p->timed_responses
                                     : 0);
+        cJSON_AddNumberToObject(o, "wallets_refused", (double)p->wallets_refused);
+        add_pacing(o, p);
     }
     return out;
 }

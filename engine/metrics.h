@@ -1,5 +1,7 @@
 /* Counters of the polling work, in the shape of the old service's `polling_cycle_complete`
- * log event: totals since start, per pool request statistics, failures of the last cycle. */
+ * log event: totals since start, per pool request statistics, failures of the last cycle,
+ * and per pool what the operator must not miss: refused wallets and whether the pool's
+ * accounts can be polled within its max_interval. */
 #ifndef M2P_METRICS_H
 #define M2P_METRICS_H
 
@@ -14,6 +16,14 @@ typedef struct pool_metrics {
     uint64_t requests, successes, failures;
     double response_ms_total; /* over requests that got an HTTP answer */
     uint64_t timed_responses;
+    /* Kept current by the poller (gauges, not totals): */
+    size_t wallets_refused; /* accounts parked: invalid wallet, or another player's */
+    bool scheduled;         /* the fields below are set */
+    size_t accounts;        /* scheduled on this pool */
+    double effective_interval;
+    double max_interval; /* the pool's limits.max_interval; 0 = none */
+    size_t capacity;     /* accounts one egress can poll within max_interval (SIZE_MAX: any) */
+    bool exceeds_max;
 } pool_metrics;
 
 typedef struct metrics {
@@ -34,7 +44,8 @@ pool_metrics *metrics_pool(metrics *m, const char *name);
 /* One finished poll. response_ms < 0: no HTTP answer (transport failure). */
 void metrics_record_poll(metrics *m, pool_metrics *pool, bool success, double response_ms);
 
-/* {"polls_total": .., "polls_successful": .., "rewards_detected": .., "pools": {..}} */
+/* {"polls_total": .., "polls_successful": .., "rewards_detected": .., "wallets_refused": ..,
+ *  "pools": {..}} */
 cJSON *metrics_to_json(const metrics *m);
 
 /* Logs polling_cycle_complete (with the members of `extra` added, which it takes; may be

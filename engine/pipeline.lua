@@ -3,8 +3,10 @@
 -- The C runtime (engine/script.c) loads this file once per script generation, with the JIT
 -- off and the instruction budget armed. It builds the sandbox every operator script runs in,
 -- loads pools and rules, and runs one poll: response -> pool.parse -> observation check ->
--- rewards.decide (with convert.to_advc) -> award check. Everything an operator script hands
--- back is checked here, so C only ever sees validated plain values.
+-- rewards.decide (with convert.to_advc) -> award check; a pool's metadata answers (fetched by
+-- engine/pool_metadata.c) go through its metadata.parse and are kept for its polls.
+-- Everything an operator script hands back is checked here, so C only ever sees validated
+-- plain values.
 local native, prelude = ...
 
 local m2p = prelude(native)
@@ -109,10 +111,49 @@ local function check_limits(path, limits)
   num_field("concurrency", 1, 10000, true)
   num_field("per_second", 1e-6, 100000)
   num_field("interval", 1, 86400 * 7)
+  -- How stale the pool's data may get: a pool that only lists the last 24 hours of payouts
+  -- loses any an account is not polled in time for. The engine warns when it cannot keep up.
+  num_field("max_interval", 1, 86400 * 30)
   for k in pairs(limits) do
     if out[k] == nil then fail(path, "limits.%s is not a known limit", tostring(k)) end
   end
+  if out.interval and out.max_interval and out.interval > out.max_interval then
+    fail(path, "limits.interval (%s) is longer than limits.max_interval (%s)",
+         tostring(out.interval), tostring(out.max_interval))
+  end
   return out
+end
+
+local METADATA_FIELDS = { url = true, refresh = true, parse = true }
+local METADATA_MAX_JSON = 64 * 1024
+
+-- `metadata = {url, refresh, parse}`: a second request the engine makes for the pool on its
+-- own schedule (docs/scripting.md, "Pool metadata").
+local function check_metadata(path, m)
+  if m == nil then return nil end
+  if type(m) ~= "table" then
+    fail(path, "field 'metadata' must be a table {url = ..., refresh = ..., parse = ...} (got %s)",
+         describe(m))
+  end
+  for k in pairs(m) do
+    if not METADATA_FIELDS[k] then
+      fail(path, "metadata.%s is not a known field (url, refresh, parse)", tostring(k))
+    end
+  end
+  local url = m.url
+  if type(url) ~= "string" or not url:match("^https?://[^%c%s]+$") or #url > 4096 then
+    fail(path, "metadata.url must be an http:// or https:// URL without spaces (got %s)",
+         describe(url))
+  end
+  local refresh = m.refresh == nil and 3600 or m.refresh
+  if type(refresh) ~= "number" or refresh ~= refresh or refresh < 10 or refresh > 86400 * 7 then
+    fail(path, "metadata.refresh must be a number of seconds in [10, 604800] (got %s)",
+         describe(refresh))
+  end
+  if type(m.parse) ~= "function" then
+    fail(path, "metadata.parse must be a function (got %s)", describe(m.parse))
+  end
+  return { url = url, refresh = refresh, parse = m.parse }
 end
 
 local function check_pool(path, default_name, t)
@@ -146,24 +187,68 @@ local function check_pool(path, default_name, t)
     fail(path, "field 'interface' must be an interface or address such as \"eth1\" or "
          .. "\"host!10.0.0.2\" (got %s)", describe(t.interface))
   end
+  if t.redirects ~= nil and t.redirects ~= "none" and t.redirects ~= "same-host" then
+    fail(path, "field 'redirects' must be \"none\" or \"same-host\" (got %s)",
+         describe(t.redirects))
+  end
+  local metadata = check_metadata(path, t.metadata)
   return { script = t, path = path, name = name, currency = t.currency,
            enabled = t.enabled ~= false, limits = check_limits(path, t.limits),
-           proxy = t.proxy, interface = t.interface }
+           proxy = t.proxy, interface = t.interface, metadata = metadata,
+           same_host_redirects = t.redirects == "same-host",
+           metadata_url = metadata and metadata.url,
+           metadata_refresh = metadata and metadata.refresh }
 end
 
--- Never let a hostile wallet string reach a URL: control characters and absurd lengths are
--- refused whatever the pool's own pattern says.
-local function wallet_ok(pool, wallet)
-  if type(wallet) ~= "string" or #wallet == 0 or #wallet > 256 or wallet:find("[%c%s]") then
-    return false
-  end
+-- The wallet's canonical form on this pool, or nil and why not. Control characters, spaces
+-- and absurd lengths are refused whatever the pool says (never let a hostile string reach a
+-- URL); then the pool's wallet_pattern decides (docs/scripting.md, "Wallets"): a Lua pattern,
+-- or a function returning true (valid as it is), a string (valid, and this is its canonical
+-- form: the key under which the wallet belongs to one player), or nil/false and a reason.
+local function wallet_canonical(pool, wallet)
+  if type(wallet) ~= "string" or #wallet == 0 then return nil, "empty" end
+  if #wallet > 256 then return nil, "longer than 256 characters" end
+  if wallet:find("[%c%s]") then return nil, "contains spaces or control characters" end
   local wp = pool.script.wallet_pattern
   if wp == nil then
-    return #wallet >= 20 and #wallet <= 120 and wallet:match("^[A-Za-z0-9]+$") ~= nil
+    if #wallet < 20 or #wallet > 120 or not wallet:match("^[A-Za-z0-9]+$") then
+      return nil, "not 20-120 letters and digits"
+    end
+    return wallet
   elseif type(wp) == "string" then
-    return wallet:match(wp) ~= nil
+    if not wallet:match(wp) then return nil, "does not match the pool's wallet_pattern" end
+    return wallet
   end
-  return wp(wallet) == true
+  local verdict, reason = wp(wallet)
+  if verdict == true then return wallet end
+  if verdict == nil or verdict == false then
+    return nil, type(reason) == "string" and reason:sub(1, 200) or "refused by wallet_pattern"
+  end
+  if type(verdict) ~= "string" or #verdict == 0 or #verdict > 256 or verdict:find("[%c%s]") then
+    fail(pool.path, "wallet_pattern must return true, the canonical wallet (a string without "
+         .. "spaces, 1-256 characters) or nil and a reason (got %s)", describe(verdict))
+  end
+  return verdict
+end
+
+-- A poll checks the wallet its request was built for moments before, so the last few thousand
+-- valid wallets are remembered per pool: the address checksum is computed once per poll, not
+-- twice. (A new script generation, as after a settings change, starts with no memory.)
+local WALLET_MEMORY = 4096
+
+local function checked_wallet(pool, wallet)
+  local memory = pool.wallet_memory
+  if memory == nil or pool.wallet_memory_size >= WALLET_MEMORY then
+    memory = {}
+    pool.wallet_memory, pool.wallet_memory_size = memory, 0
+  end
+  local known = memory[wallet]
+  if known then return known end
+  local canonical, reason = wallet_canonical(pool, wallet)
+  if canonical == nil then error("invalid wallet: " .. reason, 0) end
+  memory[wallet] = canonical
+  pool.wallet_memory_size = pool.wallet_memory_size + 1
+  return canonical
 end
 
 local function check_request(pool, req)
@@ -294,21 +379,26 @@ end
 
 function pipeline.request(index, wallet)
   local pool = pools[index]
-  if not wallet_ok(pool, wallet) then error("invalid wallet", 0) end
-  return check_request(pool, pool.script.request(wallet))
+  return check_request(pool, pool.script.request(checked_wallet(pool, wallet)))
 end
 
 -- The wallet's canonical form (what one player owns on this pool), or an error
 -- "invalid wallet: <reason>".
 function pipeline.wallet_check(index, wallet)
   local pool = pools[index]
-  if not wallet_ok(pool, wallet) then error("invalid wallet", 0) end
-  return wallet
+  return checked_wallet(pool, wallet)
+end
+
+-- A short id of the wallet for award keys (scripts/rewards.lua): the first 16 hex digits of
+-- its SHA-256, so keys of different wallets never collide and stay short.
+local function wallet_id(wallet)
+  return m2p.sha256(wallet):sub(1, 16)
 end
 
 local function context(pool, account)
   local ctx = { pool = pool.name, currency = pool.currency, player_id = account.player_id,
-                username = account.username, wallet = account.wallet, now = os.time() }
+                username = account.username, wallet = account.wallet,
+                wallet_id = wallet_id(account.wallet), now = os.time() }
   function ctx.to_advc(amount)
     local advc = rules.convert.to_advc(amount, pool.currency, ctx)
     if type(advc) ~= "number" or advc ~= advc or advc < 0 or advc == math.huge then
@@ -326,18 +416,77 @@ function pipeline.to_advc(index, amount)
   return context(pool, { player_id = 0, wallet = "" }).to_advc(amount)
 end
 
--- One poll: returns observation JSON, the new account state JSON and the awards. Any error
--- raised here fails the poll and leaves the account's state as it was.
-function pipeline.poll(index, account, response)
-  local pool = pools[index]
+---------------------------------------------------------------------------------------------
+-- Pool metadata: the engine (engine/pool_metadata.c) fetches it and hands each answer to
+-- metadata_parse; the last good result is kept here as JSON and decoded afresh for every
+-- poll, so one poll's parse cannot change what the next one sees.
+---------------------------------------------------------------------------------------------
+local function metadata_value(pool, response)
   if response.status < 200 or response.status > 299 then
     error(string.format("HTTP %d", response.status), 0)
   end
   if not response.body:find("%S") then error("empty body", 0) end
-  response.wallet = account.wallet
+  local value, reason = pool.metadata.parse(response)
+  if value == nil then
+    fail(pool.path, "metadata.parse: %s", type(reason) == "string" and reason:sub(1, 300)
+                                          or "no metadata")
+  end
+  if type(value) ~= "table" then
+    fail(pool.path, "metadata.parse() must return a table (got %s)", describe(value))
+  end
+  local ok, json = rethrow_if_aborted(pcall(native.json_encode, value))
+  if not ok then fail(pool.path, "metadata.parse() returned a table that is not JSON: %s", json) end
+  if #json > METADATA_MAX_JSON then
+    fail(pool.path, "metadata.parse() returned %d bytes of JSON (at most %d: keep only what "
+         .. "parse needs)", #json, METADATA_MAX_JSON)
+  end
+  return json
+end
+
+-- Returns the result's JSON; raises the reason when the answer is not usable (the C side
+-- then records it with metadata_failed).
+function pipeline.metadata_parse(index, response)
+  local pool = pools[index]
+  if not pool.metadata then error(pool.path .. ": declares no metadata", 0) end
+  local json = metadata_value(pool, response)
+  pool.metadata_json, pool.metadata_error = json, nil
+  return json
+end
+
+-- A failed fetch or parse: the last good metadata stays; without one, parse sees why.
+function pipeline.metadata_failed(index, reason)
+  local pool = pools[index]
+  pool.metadata_error = type(reason) == "string" and reason:sub(1, 500) or "metadata fetch failed"
+end
+
+local function add_metadata(pool, response)
+  if not pool.metadata then return end
+  if pool.metadata_json then
+    response.metadata = native.json_decode(pool.metadata_json)
+  else
+    response.metadata_error = pool.metadata_error or "not fetched yet"
+  end
+end
+
+-- One poll: returns observation JSON, the new account state JSON and the awards. Any error
+-- raised here fails the poll and leaves the account's state as it was.
+function pipeline.poll(index, account, response)
+  local pool = pools[index]
+  if response.status >= 300 and response.status <= 399 then
+    error(string.format("HTTP %d: a redirect, not followed (a pool may allow same-host ones "
+                        .. "with redirects = \"same-host\")", response.status), 0)
+  end
+  if response.status < 200 or response.status > 299 then
+    error(string.format("HTTP %d", response.status), 0)
+  end
+  if not response.body:find("%S") then error("empty body", 0) end
+  response.wallet = checked_wallet(pool, account.wallet) -- what the request asked for
+  add_metadata(pool, response)
   local parsed, reason = pool.script.parse(response)
   if parsed == nil then
-    error(pool.name .. ": " .. (type(reason) == "string" and reason or "no observation"), 0)
+    -- The file, as in every other error about a pool script (load errors, observation checks,
+    -- file:line of a runtime error), so an author finds one prefix for one file.
+    error(pool.path .. ": " .. (type(reason) == "string" and reason or "no observation"), 0)
   end
   local observation = check_observation(pool.path, parsed)
   local observation_json = native.json_encode(observation)

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "award_limits.h"
 #include "http.h"
 #include "metrics.h"
 #include "players.h"
@@ -25,6 +26,11 @@ typedef struct stored_account {
     const char *wallet;   /* the wallet `state` belongs to */
     const char *state;    /* JSON */
     const char *observation_hash;
+    award_history history; /* the account's paid awards (count, largest), for the limits */
+    /* load() only, from a store that claims wallets: the player who owns the wallet on this
+     * pool (a wallet belongs to one player per pool). Another player's: the account is
+     * refused. */
+    int64_t owner;
 } stored_account;
 
 typedef void (*load_done_fn)(void *ctx, bool ok, const stored_account *stored);
@@ -41,6 +47,9 @@ typedef struct poll_commit {
     bool observation_changed;     /* a snapshot is due */
     const char *raw_response;     /* the body, for STORE_RAW_RESPONSES */
     const char *rules_generation; /* content hash of the rules that decided */
+    /* NULL when every award is paid; else one entry per award: NULL = paid, or why it is
+     * held (award_limits.h). A held award is stored as such, never in the totals. */
+    const char *const *held;
 } poll_commit;
 
 typedef enum { COMMIT_OK, COMMIT_CONFLICT, COMMIT_FAILED } commit_status;
@@ -53,14 +62,20 @@ typedef void (*commit_done_fn)(void *ctx, commit_status status, long long versio
 /* Where account state lives. Each function calls its done callback exactly once, possibly
  * before returning. */
 typedef struct account_store {
+    /* `wallet` as the player's row names it, `canonical` as the pool's wallet check gives it
+     * (the key under which a wallet belongs to one player). */
     void (*load)(struct account_store *self, int64_t player_id, const char *pool,
-                 load_done_fn done, void *ctx);
+                 const char *wallet, const char *canonical, load_done_fn done, void *ctx);
     void (*commit)(struct account_store *self, const poll_commit *c, commit_done_fn done,
                    void *ctx);
+    /* true: load() claims the wallet and reports its owner, durably and for every engine
+     * sharing the store. false: the poller keeps the rule within this process (the first
+     * account activated, i.e. first in file order, keeps a wallet). */
+    bool claims_wallets;
 } account_store;
 
 /* The in-memory store of --dry-run and --accounts: every account starts unobserved and a
- * result is durable as soon as it exists. */
+ * result is durable as soon as it exists; wallet ownership is the poller's, per process. */
 account_store *account_store_memory(void);
 
 typedef struct poller_options {
@@ -71,6 +86,7 @@ typedef struct poller_options {
                                   again after this many seconds; 0 = never */
     http_options http;
     unsigned long long seed; /* scheduler jitter; 0 = from the clock */
+    award_limits limits;     /* MAX_AWARD_ADVC, MAX_AWARD_FACTOR */
 } poller_options;
 
 /* `store` must outlive the poller. Takes ownership of `rt`. Players are added with
@@ -108,12 +124,16 @@ void poller_stop(poller *p);
  * ownership of `rt`. */
 void poller_reload(poller *p, script_runtime *rt);
 
+/* New award limits (SIGHUP re-read the settings); they apply to polls decided from now on. */
+void poller_set_award_limits(poller *p, const award_limits *limits);
+
 const metrics *poller_metrics(const poller *p);
 /* Adds fields (health of the database, membership) to every polling_cycle_complete. */
 void poller_set_status(poller *p, void (*fn)(void *user, cJSON *fields), void *user);
 
 /* Counts a reload attempt in the metrics (ok=false: the running generation was kept). */
 void poller_note_reload(poller *p, bool ok);
+/* Accounts polled (refused wallets are not). */
 size_t poller_account_count(const poller *p);
 /* Pools that were polled at least once in --once mode and never succeeded. */
 size_t poller_pools_failed_entirely(const poller *p);

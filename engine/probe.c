@@ -1,6 +1,8 @@
 /* --probe: the live path of one poll (script request -> HTTP -> parse -> convert -> decide),
  * printed for a person instead of stored. The second, identical poll shows what the rules
- * would award from this observation as a baseline: normally nothing. */
+ * would award from this observation as a baseline: normally nothing. A pool that declares a
+ * metadata request has it fetched first (engine/pool_metadata.c, as the engine does before its
+ * first poll), and the probe prints what the pool's parse was given. */
 #include "probe.h"
 
 #include <ev.h>
@@ -12,6 +14,7 @@
 
 #include "http.h"
 #include "log.h"
+#include "pool_metadata.h"
 #include "script.h"
 #include "settings.h"
 
@@ -21,8 +24,32 @@ typedef struct probe {
     const char *wallet;
     const char *url;
     const char *record_file;
-    int status; /* exit status */
+    pool_metadata *metadata; /* the pool's metadata request, when it declares one */
+    int status;              /* exit status */
 } probe;
+
+/* The metadata answer as a fixture's "metadata" (what --script-test hands to
+ * metadata.parse), or {"error": ...} when there was none. */
+static void record_metadata(probe *pr, cJSON *doc)
+{
+    const script_pool *sp = script_pool_at(pr->rt, (size_t)pr->pool);
+    const char *json, *error, *content_type;
+    size_t len;
+    if (!pool_metadata_get(pr->metadata, sp->name, &json, &error))
+        return;
+    const char *body = pool_metadata_answer(pr->metadata, sp->name, &len, &content_type);
+    cJSON *metadata = cJSON_AddObjectToObject(doc, "metadata");
+    if (!body) {
+        cJSON_AddStringToObject(metadata, "error", error ? error : "no answer");
+        return;
+    }
+    cJSON_AddNumberToObject(metadata, "status", 200);
+    cJSON *headers = cJSON_AddObjectToObject(metadata, "headers");
+    if (content_type)
+        cJSON_AddStringToObject(headers, "Content-Type", content_type);
+    cJSON *parsed = cJSON_ParseWithLength(body, len);
+    cJSON_AddItemToObject(metadata, "body", parsed ? parsed : cJSON_CreateString(body));
+}
 
 /* The response as a fixture: the body as JSON when it is JSON (readable, editable), else as
  * the raw string; the expectation is what the script made of it now. */
@@ -44,6 +71,7 @@ static void record_fixture(probe *pr, const http_response *r, const char *observ
         if (value)
             cJSON_AddStringToObject(env, name, value);
     }
+    record_metadata(pr, doc);
     cJSON *step = cJSON_CreateObject();
     cJSON *response = cJSON_AddObjectToObject(step, "response");
     cJSON_AddNumberToObject(response, "status", (double)r->status);
@@ -143,6 +171,31 @@ static void on_response(void *user, const http_response *r)
     poll_outcome_clear(&out);
 }
 
+static void on_metadata_ready(void *loop)
+{
+    ev_break(loop, EVBREAK_ONE);
+}
+
+/* A pool that declares metadata: fetch it first, as the engine does before the first poll,
+ * and show what the pool's parse will be given. */
+static void fetch_metadata(probe *pr, struct ev_loop *loop)
+{
+    const script_pool *sp = script_pool_at(pr->rt, (size_t)pr->pool);
+    if (!sp->metadata_url)
+        return;
+    printf("metadata url: %s\n", sp->metadata_url);
+    pool_metadata_sync(pr->metadata, pr->rt);
+    if (pool_metadata_wait(pr->metadata, sp->name, on_metadata_ready, loop))
+        ev_run(loop, 0);
+    pool_metadata_stop(pr->metadata); /* one fetch is enough for one probe */
+    const char *json, *error;
+    pool_metadata_get(pr->metadata, sp->name, &json, &error);
+    if (json)
+        printf("metadata: %s\n", json);
+    else
+        printf("metadata unavailable: %s\n", error ? error : "no answer");
+}
+
 static int send_probe(probe *pr, const config *cfg)
 {
     char err[1024];
@@ -159,13 +212,20 @@ static int send_probe(probe *pr, const config *cfg)
     settings_http_options(cfg, &ho);
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     http_client *http = http_client_new(loop, &ho);
-    http_request hr = {req.url, (const char *const *)req.headers, req.n_headers, NULL, NULL};
+    pr->metadata = pool_metadata_new(loop, &http);
+    fetch_metadata(pr, loop);
+    /* The same redirect policy as a poll, so the probe shows what a poll would decide on. */
+    const script_pool *sp = script_pool_at(pr->rt, (size_t)pr->pool);
+    http_request hr = {req.url, (const char *const *)req.headers, req.n_headers, NULL, NULL,
+                       sp->same_host_redirects ? HTTP_REDIRECTS_SAME_HOST : HTTP_REDIRECTS_NONE};
     int rc = http_get(http, &hr, on_response, pr);
     if (rc == 0)
         ev_run(loop, 0); /* returns when the only watcher, the transfer, is done */
     else
         fprintf(stderr, "m2p-engine: the request could not be started\n");
     http_client_free(http);
+    pool_metadata_free(pr->metadata); /* after the client: its cancelled fetches reach it */
+    pr->metadata = NULL;
     ev_loop_destroy(loop);
     script_request_clear(&req);
     return rc;

@@ -45,6 +45,12 @@ typedef struct app {
     ev_signal sigterm, sigint, sighup;
 } app;
 
+static award_limits award_limits_of(const config *cfg)
+{
+    return (award_limits){config_number(cfg, CFG_MAX_AWARD_ADVC),
+                          config_number(cfg, CFG_MAX_AWARD_FACTOR)};
+}
+
 static void on_finished(void *user)
 {
     app *a = user;
@@ -93,6 +99,8 @@ static void reload(app *a, const char *why)
     cJSON_AddStringToObject(f, "rules_generation", script_rules_generation(rt));
     cJSON_AddNumberToObject(f, "pools", (double)script_pool_count(rt));
     poller_reload(a->poller, rt);
+    award_limits limits = award_limits_of(cfg);
+    poller_set_award_limits(a->poller, &limits);
     poller_note_reload(a->poller, true);
     config_free(old);
     log_emit(LOG_INFO, "script_reloaded", f);
@@ -314,7 +322,8 @@ int run_engine(const run_options *opts, config *cfg)
     poller_options po = {.interval = (double)config_int(cfg, CFG_POLL_INTERVAL_SECONDS),
                          .shutdown_timeout = config_number(cfg, CFG_SHUTDOWN_TIMEOUT_SECONDS),
                          .once = opts->once,
-                         .snapshot_heartbeat = (double)config_int(cfg, CFG_SNAPSHOT_HEARTBEAT)};
+                         .snapshot_heartbeat = (double)config_int(cfg, CFG_SNAPSHOT_HEARTBEAT),
+                         .limits = award_limits_of(cfg)};
     settings_http_options(cfg, &po.http);
     a.poller = poller_new(a.loop, &po, rt,
                           file ? account_store_memory() : db_store_accounts(a.store));

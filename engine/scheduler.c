@@ -9,6 +9,7 @@
 
 #include <math.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,6 +93,22 @@ static double effective_interval(const scheduler *s, const sched_pool *p)
     if (p->limits.per_second > 0)
         interval = fmax(interval, (double)p->accounts / p->limits.per_second);
     return interval;
+}
+
+/* How many accounts fit in one max_interval: every poll costs 1 / per_second of the pool's
+ * time, and no account is polled more often than the base interval allows. */
+static size_t capacity_of(const scheduler *s, const sched_pool *p)
+{
+    double max = p->limits.max_interval;
+    if (max <= 0)
+        return SIZE_MAX;
+    if (fmax(s->base_interval, p->limits.interval) > max)
+        return 0;
+    if (p->limits.per_second <= 0)
+        return SIZE_MAX;
+    /* The epsilon keeps exact products (10 s x 1/s) from rounding down to one fewer. */
+    double n = floor(max * p->limits.per_second + 1e-9);
+    return n >= (double)SIZE_MAX ? SIZE_MAX : (size_t)n;
 }
 
 static int concurrency_of(const sched_pool *p)
@@ -380,6 +397,9 @@ void scheduler_pool_status(const scheduler *s, unsigned pool, sched_pool_status 
     out->effective_interval = effective_interval(s, p);
     out->breaker = p->breaker;
     out->paused_until = p->paused_until;
+    out->max_interval = p->limits.max_interval > 0 ? p->limits.max_interval : 0;
+    out->capacity = capacity_of(s, p);
+    out->exceeds_max = p->accounts > out->capacity;
 }
 
 size_t scheduler_in_flight(const scheduler *s) { return s->in_flight; }

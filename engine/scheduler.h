@@ -7,6 +7,8 @@
  *   across it (stratified jitter), never a burst at the start of a cycle.
  * - Effective interval of a pool = max(POLL_INTERVAL_SECONDS, limits.interval,
  *   accounts / limits.per_second): a rate-limited pool's cycle is stretched, never its limit.
+ * - A pool whose data only covers a window (limits.max_interval) is reported when its
+ *   effective interval is longer than that window: the caller must say so, never silently.
  * - Per pool: a concurrency cap, a token bucket (per_second), a pause for Retry-After, and a
  *   circuit breaker. Each pool has its own queue, so a failing pool never delays another.
  * - Per account: exponential backoff with jitter after failures.
@@ -14,15 +16,17 @@
 #ifndef M2P_SCHEDULER_H
 #define M2P_SCHEDULER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 typedef struct scheduler scheduler;
 
 typedef struct sched_pool_limits {
-    int concurrency;   /* 0 = default (SCHED_DEFAULT_CONCURRENCY) */
-    double per_second; /* 0 = unlimited */
-    double interval;   /* minimum seconds between polls of one account; 0 = base */
+    int concurrency;     /* 0 = default (SCHED_DEFAULT_CONCURRENCY) */
+    double per_second;   /* 0 = unlimited */
+    double interval;     /* minimum seconds between polls of one account; 0 = base */
+    double max_interval; /* the pool's data goes stale after this many seconds; 0 = never */
 } sched_pool_limits;
 
 #define SCHED_DEFAULT_CONCURRENCY 64
@@ -44,6 +48,10 @@ typedef struct sched_pool_status {
     double effective_interval;
     breaker_state breaker;
     double paused_until;
+    /* Pacing against limits.max_interval (0 when the pool declares none): */
+    double max_interval;
+    size_t capacity;  /* accounts this pool can poll within max_interval (SIZE_MAX: any) */
+    bool exceeds_max; /* accounts > capacity: some accounts wait longer than max_interval */
 } sched_pool_status;
 
 scheduler *scheduler_new(double base_interval, uint64_t seed);

@@ -24,6 +24,7 @@
 #include <lua.h>
 #include <luajit.h>
 #include <lualib.h>
+#include <openssl/sha.h>
 
 #include "embedded.h"
 #include "log.h"
@@ -177,12 +178,30 @@ static int native_aborted(lua_State *L)
     return 1;
 }
 
+/* The count hook does not see time spent inside a C function, so the input is capped: enough
+ * for any address checksum, too little to stall the engine from a loop. */
+#define MAX_SHA256_INPUT (64 * 1024)
+
+/* native.sha256(s): the 32-byte binary SHA-256 digest of s (prelude.lua's m2p.sha256 turns it
+ * into hex; m2p.base58check uses it for the double-SHA-256 checksum). */
+static int native_sha256(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    luaL_argcheck(L, len <= MAX_SHA256_INPUT, 1, "at most 65536 bytes");
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)s, len, digest);
+    lua_pushlstring(L, (const char *)digest, sizeof digest);
+    return 1;
+}
+
 static void push_native(lua_State *L)
 {
     static const luaL_Reg functions[] = {
         {"log", native_log},
         {"env", native_env},
         {"aborted", native_aborted},
+        {"sha256", native_sha256},
         {"json_decode", script_json_decode_fn},
         {"json_encode", script_json_encode_fn},
         {NULL, NULL},
@@ -313,10 +332,16 @@ static int load_entry(lua_State *L)
     c->pool->limits.concurrency = (int)field_number(L, limits, "concurrency");
     c->pool->limits.per_second = field_number(L, limits, "per_second");
     c->pool->limits.interval = field_number(L, limits, "interval");
+    c->pool->limits.max_interval = field_number(L, limits, "max_interval");
     lua_getfield(L, info, "enabled");
     c->pool->enabled = lua_toboolean(L, -1);
     c->pool->proxy = field_strdup_or_null(L, info, "proxy");
     c->pool->interface = field_strdup_or_null(L, info, "interface");
+    lua_getfield(L, info, "same_host_redirects");
+    c->pool->same_host_redirects = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    c->pool->metadata_url = field_strdup_or_null(L, info, "metadata_url");
+    c->pool->metadata_refresh = field_number(L, info, "metadata_refresh");
     c->pool->name = field_strdup(L, info, "name");
     c->pool->currency = field_strdup(L, info, "currency");
     c->pool->file = strdup(c->path);
@@ -484,6 +509,7 @@ void script_runtime_free(script_runtime *rt)
         free((char *)rt->pools[i].file);
         free((char *)rt->pools[i].proxy);
         free((char *)rt->pools[i].interface);
+        free((char *)rt->pools[i].metadata_url);
     }
     free(rt->pools);
     for (size_t i = 0; i < rt->n_load_errors; i++)
@@ -652,13 +678,7 @@ static void push_response(lua_State *L, script_runtime *rt, const script_respons
     lua_setfield(L, -2, "headers");
     lua_pushlstring(L, r->body ? r->body : "", r->body_len);
     lua_setfield(L, -2, "body");
-    char reason[128];
-    if (r->body_len && script_json_push_text(L, r->body, r->body_len, reason, sizeof reason) == 0) {
-        lua_setfield(L, -2, "json");
-    } else {
-        lua_pushstring(L, r->body_len ? reason : "empty body");
-        lua_setfield(L, -2, "json_error");
-    }
+    script_json_set_response(L, -1, r->body, r->body_len);
 }
 
 static void copy_awards(lua_State *L, int list, poll_outcome *out)
@@ -708,6 +728,75 @@ int script_poll(script_runtime *rt, int pool, const script_account *account,
         return -1;
     }
     return 0;
+}
+
+/* ================================================================ Pool metadata */
+
+struct metadata_call {
+    script_runtime *rt;
+    int pool;
+    const script_response *response;
+    char **json;
+};
+
+static int metadata_entry(lua_State *L)
+{
+    struct metadata_call *c = lua_touserdata(L, 1);
+    push_pipeline_function(L, "metadata_parse");
+    lua_pushinteger(L, c->pool + 1);
+    push_response(L, c->rt, c->response);
+    lua_call(L, 2, 1);
+    /* Validated by the pipeline: the result's JSON text. Nothing below raises. */
+    if (c->json)
+        *c->json = strdup(lua_tostring(L, -1));
+    return 0;
+}
+
+struct metadata_failure {
+    int pool;
+    const char *reason;
+};
+
+static int metadata_failed_entry(lua_State *L)
+{
+    struct metadata_failure *c = lua_touserdata(L, 1);
+    push_pipeline_function(L, "metadata_failed");
+    lua_pushinteger(L, c->pool + 1);
+    lua_pushstring(L, c->reason);
+    lua_call(L, 2, 0);
+    return 0;
+}
+
+void script_metadata_failed(script_runtime *rt, int pool, const char *reason)
+{
+    char err[256];
+    if (pool < 0 || (size_t)pool >= rt->n_pools || !rt->pools[pool].metadata_url)
+        return;
+    struct metadata_failure call = {pool, reason ? reason : "metadata fetch failed"};
+    if (run_protected(rt, metadata_failed_entry, &call, err, sizeof err) != 0)
+        log_message(LOG_ERROR, "pool_metadata_failed", "%s: cannot record the failure: %s",
+                    rt->pools[pool].name, err);
+}
+
+int script_metadata_parse(script_runtime *rt, int pool, const script_response *response,
+                          char **json, char *err, size_t errlen)
+{
+    if (json)
+        *json = NULL;
+    if (pool < 0 || (size_t)pool >= rt->n_pools) {
+        snprintf(err, errlen, "no such pool");
+        return -1;
+    }
+    if (!rt->pools[pool].metadata_url) {
+        snprintf(err, errlen, "%s declares no metadata", rt->pools[pool].file);
+        return -1;
+    }
+    struct metadata_call call = {rt, pool, response, json};
+    if (run_protected(rt, metadata_entry, &call, err, errlen) == 0)
+        return 0;
+    /* Recorded in a second call: the first may have been aborted by the budget. */
+    script_metadata_failed(rt, pool, err);
+    return -1;
 }
 
 struct convert_call {

@@ -38,6 +38,8 @@ typedef struct pool_limits {
     int concurrency;   /* 0 = unset */
     double per_second; /* 0 = unset */
     double interval;   /* seconds, 0 = unset */
+    double max_interval; /* seconds the pool's data stays complete (zpool: 24 h of payouts);
+                            0 = unset */
 } pool_limits;
 
 typedef struct script_pool {
@@ -48,6 +50,12 @@ typedef struct script_pool {
     pool_limits limits;
     const char *proxy;     /* egress proxy for this pool's requests, or NULL */
     const char *interface; /* source interface or address, or NULL */
+    bool same_host_redirects; /* redirects = "same-host": follow redirects on the pool's
+                                 own host and port; default: follow none */
+    /* The pool's metadata request (docs/scripting.md, "Pool metadata"), fetched by
+     * engine/pool_metadata.c: NULL when the script declares none. */
+    const char *metadata_url;
+    double metadata_refresh; /* seconds between two fetches */
 } script_pool;
 
 /* Loads the rules and every pool script. Returns NULL (reason in err) only when the runtime
@@ -120,6 +128,20 @@ int script_wallet_check(script_runtime *rt, int pool, const char *wallet, char *
 int script_poll(script_runtime *rt, int pool, const script_account *account,
                 const script_response *response, poll_outcome *out);
 void poll_outcome_clear(poll_outcome *out);
+
+/* ---- pool metadata ------------------------------------------------------------------ */
+
+/* Hands the answer to pool `pool`'s metadata request to its metadata.parse. On success (0)
+ * the result becomes what the pool's parse sees as response.metadata in this runtime, and its
+ * JSON is returned in *json (malloc'd; json may be NULL). On failure (-1, the reason in err)
+ * the last good metadata stays; when there is none, parse sees the reason as
+ * response.metadata_error. */
+int script_metadata_parse(script_runtime *rt, int pool, const script_response *response,
+                          char **json, char *err, size_t errlen);
+
+/* A metadata fetch that failed before parse (transport error, timeout): recorded as a failed
+ * metadata.parse is. */
+void script_metadata_failed(script_runtime *rt, int pool, const char *reason);
 
 /* convert.to_advc(amount, pool currency): 0, or -1 with the script's error. */
 int script_to_advc(script_runtime *rt, int pool, double amount, double *advc, char *err,

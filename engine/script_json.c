@@ -89,28 +89,139 @@ static void push_value(lua_State *L, const cJSON *item, int depth)
 
 void script_json_push(lua_State *L, const cJSON *item) { push_value(L, item, 0); }
 
+/* What a lexical pass over the raw bytes tells that cJSON's tree cannot: cJSON turns a
+ * "\u0000" escape (or a raw NUL byte inside a string) into a C string cut at the NUL, so
+ * "<wallet>\u0000evil" would reach a script as "<wallet>"; and its error offset does not say
+ * whether the input merely stopped early. Not a parser: it only tracks strings, escapes and
+ * bracket depth, and only cJSON decides what is valid. */
+typedef struct json_scan {
+    size_t nul_at;      /* offset of the first NUL (raw byte or \u0000 escape), or len */
+    size_t open_string; /* offset of the quote of a string still open at the end, or len */
+    int ends_in_value;  /* the input ends inside a string or an unclosed object/array */
+} json_scan;
+
+static int is_nul_escape(const char *p, size_t left)
+{
+    return left >= 6 && p[1] == 'u' && memcmp(p + 2, "0000", 4) == 0;
+}
+
+static json_scan scan_json(const char *text, size_t len)
+{
+    json_scan r = {len, len, 0};
+    int in_string = 0;
+    size_t string_start = 0;
+    long depth = 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = text[i];
+        if (ch == '\0' && r.nul_at == len)
+            r.nul_at = i;
+        if (in_string) {
+            if (ch == '\\') {
+                if (is_nul_escape(text + i, len - i) && r.nul_at == len)
+                    r.nul_at = i;
+                i++; /* the escaped byte: "\\u0000" is a backslash, then plain text */
+            } else if (ch == '"') {
+                in_string = 0;
+            }
+        } else if (ch == '"') {
+            in_string = 1;
+            string_start = i;
+        } else if (ch == '{' || ch == '[') {
+            depth++;
+        } else if (ch == '}' || ch == ']') {
+            depth--;
+        }
+    }
+    if (in_string)
+        r.open_string = string_start;
+    r.ends_in_value = in_string || depth > 0;
+    return r;
+}
+
+/* True when nothing after cJSON's error offset but the unfinished token itself remains: the
+ * text stopped early (a body cut off in transit) rather than going wrong in the middle. */
+static int error_runs_to_end(const char *text, size_t len, size_t offset)
+{
+    for (size_t i = offset + 1; i < len; i++)
+        if (memchr(" \t\r\n,:{}[]", text[i], 10))
+            return 0;
+    return 1;
+}
+
 static void describe_parse_error(const char *text, size_t len, char *err, size_t errlen)
 {
     const char *at = cJSON_GetErrorPtr();
     size_t offset = at && at >= text && at <= text + len ? (size_t)(at - text) : len;
-    if (offset >= len)
-        snprintf(err, errlen, "truncated JSON (ends at byte %zu)", len);
+    json_scan scan = scan_json(text, len);
+    /* cJSON points just after the quote of an unterminated string and clamps "ran off the
+     * end" to the last byte, so truncation is told from the scan, not from the offset. */
+    int truncated = offset >= len || (scan.ends_in_value && (offset > scan.open_string ||
+                                                             error_runs_to_end(text, len, offset)));
+    if (truncated)
+        snprintf(err, errlen, "truncated JSON (%zu bytes)", len);
     else
         snprintf(err, errlen, "invalid JSON at byte %zu of %zu", offset, len);
 }
 
-int script_json_push_text(lua_State *L, const char *text, size_t len, char *err, size_t errlen)
+/* What the decoded value was in JSON: after the bridge an array and an object are both
+ * tables (and [] and {} the same empty table), so this is the only way to tell. */
+static const char *json_type_name(const cJSON *item)
+{
+    if (cJSON_IsObject(item))
+        return "object";
+    if (cJSON_IsArray(item))
+        return "array";
+    if (cJSON_IsString(item))
+        return "string";
+    if (cJSON_IsNumber(item))
+        return "number";
+    if (cJSON_IsBool(item))
+        return "boolean";
+    return "null";
+}
+
+static int push_text(lua_State *L, const char *text, size_t len, const char **type, char *err,
+                     size_t errlen)
 {
     cJSON *tree = cJSON_ParseWithLength(text, len);
     if (!tree) {
         describe_parse_error(text, len, err, errlen);
         return -1;
     }
+    /* Refused, never truncated: a string cut at its NUL could pass a check it should fail. */
+    size_t nul_at = scan_json(text, len).nul_at;
+    if (nul_at < len) {
+        cJSON_Delete(tree);
+        snprintf(err, errlen, "NUL character in the JSON at byte %zu of %zu", nul_at, len);
+        return -1;
+    }
+    *type = json_type_name(tree);
     anchor *a = anchor_push(L, tree, release_tree);
     push_value(L, tree, 0);
     anchor_release(a);
     lua_remove(L, -2);
     return 0;
+}
+
+int script_json_push_text(lua_State *L, const char *text, size_t len, char *err, size_t errlen)
+{
+    const char *type;
+    return push_text(L, text, len, &type, err, errlen);
+}
+
+void script_json_set_response(lua_State *L, int idx, const char *body, size_t len)
+{
+    char reason[128];
+    const char *type;
+    idx = absolute_index(L, idx);
+    if (len && push_text(L, body, len, &type, reason, sizeof reason) == 0) {
+        lua_setfield(L, idx, "json");
+        lua_pushstring(L, type);
+        lua_setfield(L, idx, "json_type");
+    } else {
+        lua_pushstring(L, len ? reason : "empty body");
+        lua_setfield(L, idx, "json_error");
+    }
 }
 
 /* ------------------------------------------------------------------ Lua -> JSON */

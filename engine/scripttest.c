@@ -1,10 +1,12 @@
 /* Fixture runner for `--script-test`.
  *
- * A fixture is one JSON file: {name, pool, wallet?, env?, steps: [{response, expect}]}. Each
- * case gets a fresh script runtime (so its env overrides apply at load, as they would at
- * start-up) and one account whose state carries from step to step exactly as it would
- * between live polls: a failed step leaves it unchanged. Differences are reported field by
- * field so a wrong expectation reads as a diff, not as a boolean.
+ * A fixture is one JSON file: {name, pool, wallet?, env?, metadata?, steps: [{metadata?,
+ * response, expect}]}. Each case gets a fresh script runtime (so its env overrides apply at
+ * load, as they would at start-up) and one account whose state carries from step to step
+ * exactly as it would between live polls: a failed step leaves it unchanged. The pool's
+ * metadata (pools that declare a metadata request) comes from the fixture, never from the
+ * network. Differences are reported field by field so a wrong expectation reads as a diff,
+ * not as a boolean.
  */
 #include "scripttest.h"
 
@@ -20,9 +22,10 @@
 #include <ev.h>
 #include <libgen.h>
 
+#include "log.h"
 #include "watch.h"
 
-#define DEFAULT_WALLET "AXb7Kc2R9mQwE4tYuP3sLdF6gH8jN1vZ"
+#define DEFAULT_WALLET "AGwBxFjnhMYit2YBRQpEx4WbPpJad9VNAy"
 #define MAX_FIXTURE_BYTES (8 * 1024 * 1024)
 
 /* What went wrong in a case: the first problem, as one line. */
@@ -249,6 +252,49 @@ static void free_response(step_response *s)
     free(s->body);
 }
 
+/* A fixture's "metadata" (at the top: before step 1, as the engine's first fetch; in a step:
+ * a refresh before its poll): the answer to the pool's metadata request, {status, headers,
+ * body} like a step's response, or {"error": "..."} for a fetch that failed. It goes through
+ * metadata.parse as in the engine; a failure keeps the last good metadata. `last` is the last
+ * good result's JSON, for "expect.metadata". */
+static void give_metadata(script_runtime *rt, int pool, const cJSON *spec, int step,
+                          verdict *v, char **last)
+{
+    const script_pool *sp = script_pool_at(rt, (size_t)pool);
+    if (!sp->metadata_url) {
+        fail(v, "step %d: the fixture gives metadata, but %s declares no metadata request",
+             step, sp->file);
+        return;
+    }
+    const cJSON *error = cJSON_GetObjectItemCaseSensitive(spec, "error");
+    if (cJSON_IsString(error)) {
+        script_metadata_failed(rt, pool, error->valuestring);
+        return;
+    }
+    step_response s;
+    build_response(spec, &s);
+    char err[1024], *json = NULL;
+    if (script_metadata_parse(rt, pool, &s.r, &json, err, sizeof err) == 0) {
+        free(*last);
+        *last = json;
+    }
+    free_response(&s);
+}
+
+static void check_metadata(const cJSON *expected, const char *last, int step, verdict *v)
+{
+    if (cJSON_IsNull(expected)) {
+        if (last)
+            fail(v, "step %d: metadata: expected none, got %s", step, last);
+        return;
+    }
+    cJSON *got = last ? cJSON_Parse(last) : NULL;
+    char where[32];
+    snprintf(where, sizeof where, "step %d: metadata", step);
+    compare_subset(expected, got, where, v);
+    cJSON_Delete(got);
+}
+
 /* Checks "expect.error" against a failure message; true when the step expected to fail. */
 static bool check_expected_error(const cJSON *expect, const char *error, int step, verdict *v)
 {
@@ -284,12 +330,21 @@ static void check_request(script_runtime *rt, int pool, const char *wallet, cons
     script_request_clear(&req);
 }
 
+typedef struct case_account {
+    char *state;    /* the account state, step to step */
+    char *metadata; /* the last good metadata (JSON), or NULL */
+} case_account;
+
 static void run_step(script_runtime *rt, int pool, const char *wallet, const cJSON *step_spec,
-                     int step, char **state, verdict *v)
+                     int step, case_account *acc, verdict *v)
 {
     const cJSON *expect = cJSON_GetObjectItemCaseSensitive(step_spec, "expect");
     const cJSON *response = cJSON_GetObjectItemCaseSensitive(step_spec, "response");
+    const cJSON *metadata = cJSON_GetObjectItemCaseSensitive(step_spec, "metadata");
+    char **state = &acc->state;
     char *error = NULL;
+    if (metadata)
+        give_metadata(rt, pool, metadata, step, v, &acc->metadata);
     check_request(rt, pool, wallet, expect, step, v, &error);
     poll_outcome out = {0};
     if (!error && cJSON_IsObject(response)) {
@@ -317,6 +372,9 @@ static void run_step(script_runtime *rt, int pool, const char *wallet, const cJS
         free(*state);
         *state = strdup(out.state_json);
     }
+    const cJSON *expected_metadata = cJSON_GetObjectItemCaseSensitive(expect, "metadata");
+    if (expected_metadata)
+        check_metadata(expected_metadata, acc->metadata, step, v);
     poll_outcome_clear(&out);
     free(error);
 }
@@ -357,13 +415,49 @@ static void run_case(const script_options *base, const cJSON *doc, verdict *v)
         const char *why = load_error_for(rt, pool_name->valuestring);
         fail(v, "%s", why ? why : "no pool script with that name");
     }
-    char *state = NULL;
+    case_account acc = {NULL, NULL};
+    const cJSON *metadata = cJSON_GetObjectItemCaseSensitive(doc, "metadata");
+    if (pool >= 0 && metadata)
+        give_metadata(rt, pool, metadata, 0, v, &acc.metadata);
+    else if (pool >= 0 && script_pool_at(rt, (size_t)pool)->metadata_url)
+        script_metadata_failed(rt, pool, "this fixture gives no \"metadata\"");
     int i = 1;
     for (const cJSON *step = steps->child; step && !v->failed; step = step->next, i++)
         run_step(rt, pool, cJSON_IsString(wallet) ? wallet->valuestring : DEFAULT_WALLET, step,
-                 i, &state, v);
-    free(state);
+                 i, &acc, v);
+    free(acc.state);
+    free(acc.metadata);
     script_runtime_free(rt);
+}
+
+/* The log lines scripts write while one case runs (m2p.log, the rules' warnings) are kept
+ * and shown under the case only when it fails: a passing run reads as one line per case, and
+ * a failing one has its logs next to its diff instead of somewhere above it. */
+typedef struct case_logs {
+    FILE *stream;
+    char *text;
+    size_t len;
+} case_logs;
+
+static void case_logs_start(case_logs *l)
+{
+    *l = (case_logs){0};
+    l->stream = open_memstream(&l->text, &l->len);
+    if (l->stream)
+        log_configure(LOG_WARNING, LOG_FORMAT_TEXT, l->stream);
+}
+
+/* Back to what main() set for --script-test: warnings and worse, as text, on stderr. */
+static void case_logs_finish(case_logs *l, bool show, FILE *out)
+{
+    log_configure(LOG_WARNING, LOG_FORMAT_TEXT, stderr);
+    if (l->stream)
+        fclose(l->stream);
+    char *save = NULL;
+    for (char *line = show && l->text ? strtok_r(l->text, "\n", &save) : NULL; line;
+         line = strtok_r(NULL, "\n", &save))
+        fprintf(out, "     log: %s\n", line);
+    free(l->text);
 }
 
 int scripttest_run(const script_options *base, const char *const *paths, int n_paths, FILE *out)
@@ -376,16 +470,19 @@ int scripttest_run(const script_options *base, const char *const *paths, int n_p
         verdict v = {.failed = false};
         cJSON *doc = read_json_file(files.items[i], &v);
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(doc, "name");
+        case_logs logs;
+        case_logs_start(&logs);
         if (doc)
             run_case(base, doc, &v);
         fprintf(out, "%-4s %s: %s\n", v.failed ? "FAIL" : "ok", files.items[i],
                 cJSON_IsString(name) ? name->valuestring : "(unnamed)");
-        if (v.failed) {
+        if (v.failed)
             fprintf(out, "     %s\n", v.text);
+        case_logs_finish(&logs, v.failed, out);
+        if (v.failed)
             failed++;
-        } else {
+        else
             passed++;
-        }
         cJSON_Delete(doc);
         free(files.items[i]);
     }

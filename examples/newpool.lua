@@ -28,10 +28,10 @@ return {
   -- The engine has already failed non-2xx answers and empty bodies. Everything else is up to
   -- parse: return an observation, or nil and a reason (the poll fails, nothing changes).
   parse = function(response)
-    local json = response.json
-    if type(json) ~= "table" then
-      return nil, "not a JSON object (" .. tostring(response.json_error or "wrong type") .. ")"
-    end
+    -- The decoded body when it is a JSON object; otherwise nil and why ("response is not JSON
+    -- (truncated JSON (55 bytes))", "response is not a JSON object (got an array)").
+    local json, why = m2p.json_object(response)
+    if not json then return nil, why end
     if type(json.error) == "string" then return nil, "pool error: " .. json.error end
     if json.wallet ~= response.wallet then
       return nil, "answer is not about the polled wallet"

@@ -3,13 +3,17 @@
 --   GET <ZPOOL_URL>?address=<WALLET>     default https://zpool.ca/api/walletEx
 --
 -- Payout signal, in the order rewards.lua prefers them:
---   1. `payouts` [{tx, amount, time}] (zpool's build): each tx id is awarded once. An entry
---      without a usable tx id is skipped, not refused: a payout the pool has not sent yet has
---      no tx, and it is awarded when a later poll lists it with one. An entry whose amount is
---      missing, malformed or <= 0 is skipped with a warning (the rest of the list still
---      counts; the skipped tx is awarded if the pool later lists it correctly). The same tx
---      twice in one list is kept once. A `payouts` that is present but not a list fails the
---      poll: guessing would switch counters (a new baseline) and could lose a payout.
+--   1. `payouts` [{time, amount, tx}] (YiiMP with YAAMP_API_PAYOUTS, as on zpool): the
+--      completed payouts with a tx of the LAST 24 HOURS, newest first, cached 60 s; stock
+--      YiiMP prints `time` as a number and `amount` as a string, zpool the other way round
+--      (both are read). Each tx id is awarded once. An entry without a usable tx id is
+--      skipped, not refused: a payout the pool has not sent yet has no tx, and it is awarded
+--      when a later poll lists it with one. An entry whose amount is missing, malformed or
+--      <= 0 is skipped with a warning (the rest of the list still counts; the skipped tx is
+--      awarded if the pool later lists it correctly). The same tx twice in one list is kept
+--      once. A `payouts` that is present but not a list fails the poll. An answer WITHOUT the
+--      list is passed on without it: for an account counted by tx ids that is "no payout
+--      information" for the poll (rewards.lua), never a change of counter.
 --   2. `paid`, cumulative: YiiMP has none, older docs show one; used when there is no list.
 --   3. `paid24h`: YiiMP's sliding 24-hour window, the fallback. Increases are awarded,
 --      decreases are old payouts leaving the window. A payout that lands in the same poll
@@ -24,10 +28,12 @@
 -- that: one request at a time, one every 65 s by default (ZPOOL_PER_SECOND raises it only
 -- for an operator who spreads zpool over several egress addresses or proxies).
 --
--- Not an observation of this wallet: a body that is not a JSON object, an {"error": ...}
--- object, a `currency` other than BTC (the conversion rate is for BTC; a wallet paid in
--- another coin must not be converted as BTC), an `address` that is present and is not the
--- polled wallet, and a body with none of payouts, paid, paid24h.
+-- Not an observation of this wallet: a body that is not a JSON object, an `error` that is
+-- not empty (a normal zpool answer carries "error": ""), a `currency` other than BTC (the
+-- conversion rate is for BTC; a wallet paid in another coin must not be converted as BTC),
+-- an `address` that is present and is not the polled wallet, and a body with none of
+-- payouts, paid, paid24h. An unknown or locked wallet is a 200 with an empty body, which
+-- the engine refuses before parse.
 
 local DEFAULT_URL = "https://zpool.ca/api/walletEx"
 -- The query is ours to build (?address=): anything already in ZPOOL_URL's query is dropped.
@@ -89,8 +95,9 @@ end
 local pool = {
   name = "zpool",
   currency = "BTC",
+  wallet_pattern = m2p.btc_address, -- zpool pays BTC; bech32 is polled lower-cased
   enabled = m2p.env_bool("ZPOOL_ENABLED", true),
-  limits = { concurrency = 1, per_second = PER_SECOND },
+  limits = { concurrency = 1, per_second = PER_SECOND, max_interval = 72000 }, -- payouts: last 24 h
   -- Where this engine's zpool requests leave from: YiiMP's limit is per client address.
   proxy = m2p.env("ZPOOL_PROXY"),
   interface = m2p.env("ZPOOL_INTERFACE"),
@@ -105,8 +112,10 @@ function pool.parse(response)
   local json, why = m2p.json_object(response)
   if not json then return nil, why end
 
+  -- A normal walletEx answer carries "error": "" (zpool): empty or blank is no error.
   local pool_error = json.error
-  if pool_error ~= nil and not m2p.is_null(pool_error) and pool_error ~= false then
+  local blank = type(pool_error) == "string" and not pool_error:find("%S")
+  if pool_error ~= nil and not m2p.is_null(pool_error) and pool_error ~= false and not blank then
     local message = type(pool_error) == "string" and pool_error
                     or (type(json.message) == "string" and json.message) or "no message"
     return nil, "pool error: " .. message:sub(1, 200)

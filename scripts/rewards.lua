@@ -5,24 +5,44 @@
 --             (nil on an account's first poll), including the bookkeeping stored under
 --             `accounted` below
 --   current   this poll's observation, in the pool's currency
---   ctx       pool, currency, player_id, username, wallet, now, and to_advc(amount)
+--   ctx       pool, currency, player_id, username, wallet, wallet_id, now, and to_advc(amount)
 -- An award is {advc=, ap=, key=, reason=}; key is unique for the account, so the same payout
 -- can never be stored twice. What this function writes into `current.accounted` is kept
 -- between polls (it must be JSON: strings, numbers, booleans, tables).
 --
--- Which counter is used, in order of preference:
---   1. payouts with tx ids (zpool): each tx is awarded once;
+-- Which counter is used (the account's "mode"), in order of preference:
+--   1. payouts with tx ids (zpool, rplant): each tx is awarded once;
 --   2. cumulative paid (cpu-pool, rplant, pools that report it): awards the increase;
 --   3. paid24h (YiiMP without a payout list): awards increases of the sliding 24h window.
 --      This misses a payout that lands in the same poll interval as an older one leaving the
 --      window; it is the fallback only (docs/pools.md).
+--
+-- What the account remembers (`accounted`):
+--   mode, epoch, count   the counter in use; epoch grows with every new baseline of this
+--                        account, count with every paid24h award
+--   since                ctx.now when the current baseline started
+--   paid, falling        paid mode: the high-water mark, and a decrease not yet believed
+--   paid24h              paid24h mode: the last level of the window
+--   txs, clock           payouts mode: {tx = time} of the ids that can still be listed, and
+--                        the newest payout time seen (never later than ctx.now)
+-- States written before these fields existed ({mode, epoch, count, paid, paid24h,
+-- seen = {tx, ...}}) are read as they were meant: nothing already accounted is awarded again.
 local AP_PER_ADVC = m2p.env_number("AP_PER_ADVC", 100, 0, 1e12)
 local MIN_PAYOUT_DELTA = m2p.env_number("MIN_PAYOUT_DELTA", 0.0001, 0, 1e12)
 -- The first observation of an account is a baseline: what the wallet was paid before the
 -- player joined is not rewarded. REWARD_HISTORY=true rewards it once instead.
 local REWARD_HISTORY = m2p.env_bool("REWARD_HISTORY", false)
--- How many awarded payout ids an account remembers (pools list only recent payouts).
-local SEEN_LIMIT = 1000
+-- A lower cumulative paid counter is believed only after this many consecutive successful
+-- polls: NOMP answers a known wallet with all zeros at times, and a drop taken at once as a
+-- new baseline pays the wallet's whole history again when the real figure returns.
+local DECREASE_CONFIRM_POLLS = math.floor(m2p.env_number("DECREASE_CONFIRM_POLLS", 3, 1, 1000))
+-- How long a payout id is remembered once the pool stops listing it: zpool lists the
+-- completed payouts of the last 24 hours, so 48 hours leaves a day of margin. A payout older
+-- than this (by the newest payout time seen) is never awarded: it was either seen and
+-- forgotten, or missed for good.
+local TX_MEMORY_SECONDS = 48 * 3600
+-- A payout time above this is in milliseconds (1e11 s is in the year 5138).
+local MILLISECONDS_ABOVE = 1e11
 
 local rewards = {}
 
@@ -31,71 +51,135 @@ local function award(advc, key, reason)
            reason = reason }
 end
 
+-- Keys carry the wallet (a short hash: ctx.wallet_id) and the baseline (its start time and
+-- epoch): a new wallet, or a new baseline of the same one, can never land on a key that an
+-- earlier one was paid under, which the database's unique index would silently skip.
+local function wallet_id(ctx)
+  return tostring(ctx.wallet_id or ctx.wallet)
+end
+
+local function key(kind, acc, ctx, detail)
+  return string.format("%s:%s:%d.%d:%s", kind, wallet_id(ctx), math.floor(acc.since),
+                       math.floor(acc.epoch), detail)
+end
+
+local function log_fields(ctx, fields)
+  fields.pool, fields.player_id = ctx.pool, ctx.player_id
+  return fields
+end
+
 local function mode_of(obs)
   if obs.payouts then return "payouts" end
   if obs.paid then return "paid" end
   return "paid24h"
 end
 
--- Payouts by tx id: award every id not seen before; remember the most recent SEEN_LIMIT.
-local function decide_payouts(prev, current, acc, ctx, awards, baseline, first)
-  local seen, order = {}, {}
-  for _, tx in ipairs(prev and prev.seen or {}) do
-    seen[tx] = true
-    order[#order + 1] = tx
-  end
+---------------------------------------------------------------------------------------------
+-- Payouts by tx id
+---------------------------------------------------------------------------------------------
+
+-- A payout's time in seconds, never later than now (a far-future time must not push the
+-- forgetting cutoff past the present); missing = now, the time of first sight.
+local function payout_time(t, now)
+  if type(t) ~= "number" or t ~= t then return now end
+  if t > MILLISECONDS_ABOVE then t = t / 1000 end
+  if t > now then return now end
+  return math.floor(t)
+end
+
+-- Awards every listed tx not remembered, unless it is older than the forgetting cutoff;
+-- remembers the ids still listed, and the others while they are younger than the cutoff.
+-- With `award_new` false (a baseline) the listed ids are only remembered.
+local function decide_payouts(prev, current, acc, ctx, awards, award_new)
+  local known = prev and prev.txs or {}
+  local clock = prev and prev.clock or 0
+  local txs, fresh = {}, {}
   for _, p in ipairs(current.payouts) do
-    if not seen[p.tx] then
-      seen[p.tx] = true
-      order[#order + 1] = p.tx
+    local t = known[p.tx] or payout_time(p.time, ctx.now)
+    if t > clock then clock = t end
+    txs[p.tx] = t
+    if known[p.tx] == nil then fresh[#fresh + 1] = p end
+  end
+  local cutoff = clock - TX_MEMORY_SECONDS
+  for _, p in ipairs(fresh) do
+    if txs[p.tx] < cutoff then
+      m2p.log("warning", "payout_too_old", log_fields(ctx, { tx = p.tx, time = txs[p.tx],
+        cutoff = cutoff, detail = "older than the payouts remembered: not awarded" }))
+    elseif award_new then
       local advc = ctx.to_advc(p.amount)
-      if (not baseline or (REWARD_HISTORY and first)) and advc > 0 then
-        awards[#awards + 1] = award(advc, "tx:" .. p.tx, "payout " .. p.tx)
+      if advc > 0 then
+        awards[#awards + 1] = award(advc, "tx:" .. wallet_id(ctx) .. ":" .. p.tx,
+                                    "payout " .. p.tx)
       end
     end
   end
-  local first = math.max(1, #order - SEEN_LIMIT + 1)
-  acc.seen = { unpack(order, first) }
+  for tx, t in pairs(known) do
+    if txs[tx] == nil and t >= cutoff then txs[tx] = t end
+  end
+  acc.txs, acc.clock = txs, clock
 end
 
--- Cumulative paid: award the increase since the last accounted level. Increases below
--- MIN_PAYOUT_DELTA are not lost: the accounted level stays put until they add up.
-local function decide_paid(prev, current, acc, ctx, awards, baseline, first)
-  local base = not baseline and prev and prev.paid
-  if not base then
+---------------------------------------------------------------------------------------------
+-- Cumulative paid
+---------------------------------------------------------------------------------------------
+
+local function new_baseline(acc, ctx)
+  acc.epoch = acc.epoch + 1
+  acc.since = ctx.now
+end
+
+-- A lower counter is remembered as `falling` and believed on the DECREASE_CONFIRM_POLLS-th
+-- consecutive poll that shows it: the new baseline is that poll's value (what the counter
+-- rose by while the decrease was pending is not awarded, the safe direction).
+local function decide_decrease(prev, current, acc, ctx)
+  local polls = (prev.falling and prev.falling.polls or 0) + 1
+  if polls >= DECREASE_CONFIRM_POLLS then
+    m2p.log("warning", "paid_counter_reset_confirmed", log_fields(ctx, {
+      previous_paid = prev.paid, current_paid = current.paid, polls = polls }))
+    new_baseline(acc, ctx)
     acc.paid = current.paid
-    if REWARD_HISTORY and first and current.paid > 0 then
-      awards[#awards + 1] = award(ctx.to_advc(current.paid),
-        string.format("paid:%d:%.8f", acc.epoch, current.paid), "paid before first observation")
-    end
-  elseif current.paid < base then
-    m2p.log("warning", "paid_counter_decreased", { pool = ctx.pool, player_id = ctx.player_id,
-      previous_paid = base, current_paid = current.paid })
-    acc.paid = current.paid
-    acc.epoch = acc.epoch + 1
   else
-    -- Rounded before the comparison: 10.5001 - 10.5 is 0.00009999999999976 in binary.
-    local advc = m2p.round8(ctx.to_advc(current.paid - base))
-    if advc > 0 and advc >= MIN_PAYOUT_DELTA then
-      awards[#awards + 1] = award(advc, string.format("paid:%d:%.8f", acc.epoch, current.paid),
-        string.format("paid %.8f -> %.8f", base, current.paid))
-      acc.paid = current.paid
-    else
-      acc.paid = base
-    end
+    m2p.log("warning", "paid_counter_decreased", log_fields(ctx, {
+      previous_paid = prev.paid, current_paid = current.paid, polls = polls,
+      confirm_polls = DECREASE_CONFIRM_POLLS }))
+    acc.paid = prev.paid
+    acc.falling = { polls = polls, paid = current.paid }
   end
 end
 
+-- Awards the increase above the high-water mark. Increases below MIN_PAYOUT_DELTA are not
+-- lost: the mark stays put until they add up. A value back at or above the mark ends a
+-- pending decrease: it was a glitch.
+local function decide_paid(prev, current, acc, ctx, awards)
+  local high = prev.paid
+  if current.paid < high then return decide_decrease(prev, current, acc, ctx) end
+  if prev.falling then
+    m2p.log("info", "paid_counter_decrease_ignored", log_fields(ctx, {
+      previous_paid = high, current_paid = current.paid, polls = prev.falling.polls }))
+  end
+  -- Rounded before the comparison: 10.5001 - 10.5 is 0.00009999999999976 in binary.
+  local advc = m2p.round8(ctx.to_advc(current.paid - high))
+  if advc > 0 and advc >= MIN_PAYOUT_DELTA then
+    awards[#awards + 1] = award(advc, key("paid", acc, ctx, string.format("%.8f", current.paid)),
+      string.format("paid %.8f -> %.8f", high, current.paid))
+    acc.paid = current.paid
+  else
+    acc.paid = high
+  end
+end
+
+---------------------------------------------------------------------------------------------
 -- paid24h fallback: increases are payouts; decreases are old payouts leaving the window.
 -- An increase below MIN_PAYOUT_DELTA keeps the old level so that small steps add up.
-local function decide_paid24h(prev, current, acc, ctx, awards, baseline)
-  local base = not baseline and prev and prev.paid24h
+---------------------------------------------------------------------------------------------
+local function decide_paid24h(prev, current, acc, ctx, awards)
+  local base = prev.paid24h
   acc.paid24h = current.paid24h
-  if base and current.paid24h > base then
+  if current.paid24h > base then
     local advc = m2p.round8(ctx.to_advc(current.paid24h - base))
     if advc > 0 and advc >= MIN_PAYOUT_DELTA then
       acc.count = acc.count + 1
-      awards[#awards + 1] = award(advc, string.format("paid24h:%d", acc.count),
+      awards[#awards + 1] = award(advc, key("paid24h", acc, ctx, tostring(acc.count)),
         string.format("paid24h %.8f -> %.8f", base, current.paid24h))
     else
       acc.paid24h = base
@@ -103,22 +187,110 @@ local function decide_paid24h(prev, current, acc, ctx, awards, baseline)
   end
 end
 
-local deciders = { payouts = decide_payouts, paid = decide_paid, paid24h = decide_paid24h }
+local deciders = {
+  payouts = function(prev, current, acc, ctx, awards)
+    decide_payouts(prev, current, acc, ctx, awards, true)
+  end,
+  paid = decide_paid,
+  paid24h = decide_paid24h,
+}
+
+---------------------------------------------------------------------------------------------
+-- Baselines and changes of counter
+---------------------------------------------------------------------------------------------
+
+-- A first observation, or a new counter: remember the level, award nothing (or the history,
+-- on the account's very first observation with REWARD_HISTORY).
+local function start(mode, current, acc, ctx, awards, first)
+  acc.mode = mode
+  local history = REWARD_HISTORY and first
+  if mode == "payouts" then
+    decide_payouts(nil, current, acc, ctx, awards, history)
+  elseif mode == "paid" then
+    acc.paid = current.paid
+    if history and current.paid > 0 then
+      awards[#awards + 1] = award(ctx.to_advc(current.paid),
+        key("paid", acc, ctx, string.format("%.8f", current.paid)), "paid before first observation")
+    end
+  else
+    acc.paid24h = current.paid24h
+  end
+end
+
+-- A payout list appears for an account counted by paid or paid24h (rplant's walletEx sends
+-- both): this poll's counter increase is awarded by the old mode, so nothing is lost, and
+-- every listed tx is taken as already counted, so no payout is counted by tx and by counter.
+local function switch_to_payouts(prev, current, acc, ctx, awards)
+  if current[prev.mode] ~= nil then
+    local by_counter = { mode = prev.mode, epoch = acc.epoch, count = acc.count, since = acc.since }
+    deciders[prev.mode](prev, current, by_counter, ctx, awards)
+    acc.count = by_counter.count
+  end
+  acc.mode = "payouts"
+  decide_payouts(nil, current, acc, ctx, awards, false)
+end
+
+-- The state as this version reads it, or nil (a new baseline) when it is not one we wrote.
+local function upgrade(prev, ctx)
+  if type(prev) ~= "table" or not deciders[prev.mode] then return nil end
+  local numeric = { epoch = true, count = true, since = true, clock = true }
+  for field in pairs(numeric) do
+    if prev[field] ~= nil and type(prev[field]) ~= "number" then return nil end
+  end
+  if prev.mode ~= "payouts" and type(prev[prev.mode]) ~= "number" then return nil end
+  prev.epoch, prev.count = prev.epoch or 0, prev.count or 0
+  if type(prev.falling) ~= "table" or type(prev.falling.polls) ~= "number" then
+    prev.falling = nil
+  end
+  -- Written before keys named their baseline: start a key space of its own now.
+  prev.since = prev.since or ctx.now
+  if prev.mode == "payouts" then
+    local txs = {}
+    if type(prev.txs) == "table" then
+      for tx, t in pairs(prev.txs) do
+        if type(tx) == "string" and type(t) == "number" then txs[tx] = t end
+      end
+    else
+      -- The old list of ids carries no times: remember each from now on.
+      for _, tx in ipairs(type(prev.seen) == "table" and prev.seen or {}) do
+        if type(tx) == "string" then txs[tx] = ctx.now end
+      end
+    end
+    prev.txs = txs
+  end
+  return prev
+end
 
 function rewards.decide(previous, current, ctx)
-  local prev = previous and previous.accounted
+  local prev = upgrade(previous and previous.accounted, ctx)
   local mode = mode_of(current)
-  -- A first observation, or a pool that switched counters, starts a new baseline: comparing
-  -- different counters would invent or double payouts.
-  local baseline = prev == nil or prev.mode ~= mode
-  if prev and baseline then
-    m2p.log("info", "reward_counter_changed", { pool = ctx.pool, player_id = ctx.player_id,
-      previous_mode = prev.mode, mode = mode })
-  end
-  local acc = { mode = mode, epoch = prev and prev.epoch or 0, count = prev and prev.count or 0 }
+  local acc = { mode = mode, epoch = prev and prev.epoch or 0, count = prev and prev.count or 0,
+                since = prev and prev.since or ctx.now }
   local awards = {}
-  deciders[mode](prev, current, acc, ctx, awards, baseline, prev == nil)
+  if prev == nil then
+    start(mode, current, acc, ctx, awards, true)
+  elseif prev.mode == "payouts" and mode ~= "payouts" then
+    -- No list in this answer: no payout information, never a change of mode.
+    m2p.log("info", "payouts_list_missing", log_fields(ctx, {
+      detail = "the account is counted by payout ids; nothing awarded this poll" }))
+    acc.mode, acc.txs, acc.clock = "payouts", prev.txs, prev.clock
+  elseif mode == "payouts" and prev.mode ~= "payouts" then
+    m2p.log("info", "reward_counter_changed", log_fields(ctx, { previous_mode = prev.mode,
+      mode = mode, detail = "payout ids from now on; the listed ones count as already paid" }))
+    switch_to_payouts(prev, current, acc, ctx, awards)
+  elseif mode ~= prev.mode then
+    -- paid <-> paid24h: comparing different counters would invent or double payouts.
+    m2p.log("info", "reward_counter_changed", log_fields(ctx, { previous_mode = prev.mode,
+      mode = mode }))
+    new_baseline(acc, ctx)
+    start(mode, current, acc, ctx, awards, false)
+  else
+    deciders[mode](prev, current, acc, ctx, awards)
+  end
   current.accounted = acc
+  -- The list itself is in this poll's snapshot; the state needs only the ids in acc.txs
+  -- (up to 1,000 entries of about 100 bytes, rewritten with every payout otherwise).
+  current.payouts = nil
   if #awards == 0 then return nil end
   return awards
 end

@@ -1,29 +1,46 @@
 #!/usr/bin/env bash
-# Installs the Debian packages m2p-engine needs to build, test and run its demo.
+# Installs the Debian packages m2p-engine needs.
+#   tests/install-deps.sh run    to build the engine and run it (examples/demo.sh): compilers,
+#                                the libraries, the pool simulator's libmicrohttpd, PostgreSQL
+#   tests/install-deps.sh test   all of that, and what only the tests use (tests/run.sh):
+#                                busted, python3, wrk, curl, Node.js and npm
 # Idempotent: prints nothing and changes nothing when every package is present.
 set -euo pipefail
 
-packages=(
+run_packages=(
   build-essential cmake pkg-config
-  libluajit-5.1-dev luajit libcurl4-openssl-dev libpq-dev libcjson-dev libev-dev
-  libmicrohttpd-dev lua-busted
-  postgresql wrk curl
+  libluajit-5.1-dev libcurl4-openssl-dev libpq-dev libcjson-dev libev-dev libssl-dev
+  libmicrohttpd-dev
+  postgresql
 )
+test_packages=(luajit lua-busted wrk curl)
+
+case "${1:-}" in
+  run) packages=("${run_packages[@]}") ;;
+  test) packages=("${run_packages[@]}" "${test_packages[@]}") ;;
+  *)
+    echo "usage: $0 run|test" >&2
+    exit 2
+    ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-# Node.js may come from another package set whose nodejs bundles npm (and conflicts with
-# Debian's npm package): ask for the commands, not for package names.
-command -v node >/dev/null 2>&1 || missing+=(nodejs)
-command -v npm >/dev/null 2>&1 || missing+=(npm)
-command -v python3 >/dev/null 2>&1 || missing+=(python3)
+if [ "$1" = test ]; then
+  # Node.js may come from another package set whose nodejs bundles npm (and conflicts with
+  # Debian's npm package): ask for the commands, not for package names.
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
+  command -v python3 >/dev/null 2>&1 || missing+=(python3)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
-echo "install-deps: installing ${missing[*]}" >&2
+echo "install-deps: installing ${missing[*]} (a few minutes on a bare machine)" >&2
 sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: done" >&2

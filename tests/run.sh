@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-tests/install-deps.sh
+tests/install-deps.sh test
 
 jobs=$(nproc 2>/dev/null || echo 2)
 status=0

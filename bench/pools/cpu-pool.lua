@@ -60,6 +60,9 @@ end
 local pool = {
   name = "cpu-pool",
   currency = "ADVC",
+  -- A whole, checksum-valid ADVC address and nothing else (no ".worker"): NOMP looks miners
+  -- up by prefix, so a truncated wallet would be answered with another miner's figures.
+  wallet_pattern = m2p.advc_address,
   enabled = m2p.env_bool("CPU_POOL_ENABLED", true),
   -- bench/: no per_second cap, and the concurrency C that bench/run.sh also gives wrk (-c C).
   limits = { concurrency = m2p.env_number("BENCH_CONCURRENCY", 64, 1, 10000) },

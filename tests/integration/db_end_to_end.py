@@ -225,15 +225,20 @@ def run_decrease(ctx, gdb, server):
     server.set(w2, "2.50000000")
     pgserver.wait_totals(gdb, totals(5, "2.5"), "the first increase", engines=[eng])
 
-    # the pool resets: 15 -> 3 awards nothing and takes nothing back
+    # the pool resets: 15 -> 3 awards nothing and takes nothing back; the decrease becomes the
+    # new baseline on the DECREASE_CONFIRM_POLLS-th (default 3) consecutive poll that shows it
     since = pgserver.marks([eng])
     server.set(w1, "3")
-    harness.wait_until(lambda: server.times_served(w1, "3") >= 2, 30,
-                       "two polls of the decreased counter")
-    pgserver.wait_polls([eng], since, accounts, 2, "two polls after the decrease")
+
+    def confirmed():
+        return [e for e in eng.named("paid_counter_reset_confirmed", since[0])
+                if e.get("player_id") == 1]
+    harness.wait_until(lambda: confirmed(), 60, "the reset confirmed after three polls")
+    pgserver.wait_polls([eng], since, accounts, 3, "three polls after the decrease")
     decreased = [e for e in eng.named("paid_counter_decreased", since[0])
                  if e.get("player_id") == 1]
-    check(decreased, "no paid_counter_decreased logged for player 1")
+    check(len(decreased) == 2, "expected 2 paid_counter_decreased for player 1 before the"
+          " confirmation, got %s" % decreased)
     check(gdb.totals() == totals(5, "2.5"), "the decrease changed the totals: %s"
           % gdb.totals())
 

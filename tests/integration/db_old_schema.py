@@ -110,7 +110,9 @@ def test_old_schema_migrated_in_place(ctx):
 
     # ---- --migrate: rows kept, amounts NUMERIC and equal, defaults present
     out = pgserver.migrate(ctx, gdb)
-    check("2 migration(s) applied" in out, "--migrate said: %r" % out)
+    migrations = [f for f in os.listdir(os.path.join(harness.REPO, "engine", "migrations"))
+                  if f.endswith(".sql")]
+    check("%d migration(s) applied" % len(migrations) in out, "--migrate said: %r" % out)
     for table, cols in AMOUNTS.items():
         for c in cols:
             check(column_type(gdb, table, c) == [("numeric", "30", "8")],
@@ -190,7 +192,7 @@ def test_large_share_count_after_migration(ctx):
     with open(FIXTURE) as f:
         gdb.script(f.read())
     pgserver.migrate(ctx, gdb)
-    call = ("SELECT m2p_commit_poll(1, 'cpu-pool', 'AdvcTestWallet0000000001', 0,"
+    call = ("SELECT m2p_commit_poll(1, 'cpu-pool', 'AMyieqS8YdythV8LjL9b1QpWoFN6xHWh8d', 0,"
             " '{\"paid\": 1}'::jsonb, '0123456789abcdef',"
             " '{\"paid\": 1, \"shares\": 3000000000, \"hashrate\": 1.5}'::jsonb,"
             " '[{\"key\": \"k1\", \"advc\": \"1.00000000\", \"ap\": \"100.00000000\","

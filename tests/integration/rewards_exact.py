@@ -12,13 +12,16 @@ Then, per (player, pool):
 - the last observation was taken at T_end (the clock did not move during the last polls);
 - so the awarded ADVC must equal, to 1e-8, ledger(T_end) - ledger(T0): the growth of the
   cumulative `paid` for cpu-pool and rplant, and for zpool the payouts k in (n(T0), n(T_end)]
-  x BTC_TO_ADVC_RATE, one award per tx id, keys tx:<id>;
+  x BTC_TO_ADVC_RATE, one award per tx id, keys tx:<wallet id>:<id> (the wallet id is the first
+  16 hex digits of the wallet's SHA-256, scripts/rewards.lua);
 - and every award's AP is its ADVC x AP_PER_ADVC, rounded to 8 decimals.
 
-Half of cpu-pool's answers carry amounts as strings and half of rplant's are in atomic units:
-both are valid, and must not change a single satoshi of the result.
+Half of cpu-pool's and half of rplant's answers carry amounts as strings (rplant's always in
+atomic units, divided by 10^div2 from the simulator's /api/dash): both are valid, and must not
+change a single satoshi of the result.
 """
 
+import hashlib
 from decimal import Decimal
 
 import harness
@@ -90,7 +93,7 @@ def run_and_compare(ctx, steps, faults, expect_failures=False):
         sim.fault(pool, kind, **params)
     # Added after the faults: rules apply in the order they were added.
     sim.fault("cpu-pool", "string_amounts", rate=0.5)
-    sim.fault("rplant", "atomic", rate=0.5)
+    sim.fault("rplant", "string_amounts", rate=0.5)
     at_t0 = ledgers(sim)
     check(any(int(l["count"]) > 0 for l in at_t0.values())
           and any(int(l["count"]) == 0 for l in at_t0.values()),
@@ -125,7 +128,7 @@ def run_and_compare(ctx, steps, faults, expect_failures=False):
     check(not decreased, "unexpected re-baselining: %s" % decreased[:3])
     served = sim.stats()
     check(int(served["cpu-pool"]["by_fault"].get("string_amounts", 0)) > 0
-          and int(served["rplant"]["by_fault"].get("atomic", 0)) > 0,
+          and int(served["rplant"]["by_fault"].get("string_amounts", 0)) > 0,
           "the amount-format variations were not served: %s" % served)
 
     awards = {}
@@ -154,12 +157,14 @@ def run_and_compare(ctx, steps, faults, expect_failures=False):
                 new = [p for p in last["payouts"] if int(p["k"]) > n0]
                 check(not last["truncated"], "ledger truncated")
                 expected = sum((Decimal(p["amount"]) for p in new), Decimal(0)) * BTC_TO_ADVC
-                want_keys = sorted("tx:" + p["tx"] for p in new)
+                wallet_id = hashlib.sha256(wallet_of(pid, pool).encode()).hexdigest()[:16]
+                prefix = "tx:%s:" % wallet_id
+                want_keys = sorted(prefix + p["tx"] for p in new)
                 check(sorted(keys) == want_keys,
                       "player %d zpool: awarded keys %s, expected the new payouts' tx ids %s"
                       % (pid, sorted(keys), want_keys))
                 for p in new:
-                    e = [a for a in got if a["key"] == "tx:" + p["tx"]][0]
+                    e = [a for a in got if a["key"] == prefix + p["tx"]][0]
                     one = dec(e["_raw"], "advc_amount").quantize(Q)
                     check(one == Decimal(p["amount"]) * BTC_TO_ADVC,
                           "player %d zpool tx %s: awarded %s ADVC for %s BTC"

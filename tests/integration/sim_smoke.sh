@@ -40,7 +40,7 @@ check_match() { # DESCRIPTION STRING REGEX
 num_lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !((a + 0) < (b + 0)) }'; }
 
 if [ ! -x "$SIM" ]; then
-  echo "not ok - $SIM is not built (libmicrohttpd-dev missing? run tests/install-deps.sh)"
+  echo "not ok - $SIM is not built (libmicrohttpd-dev missing? run tests/install-deps.sh run)"
   echo "0 passed, 1 failed"
   exit 1
 fi
@@ -115,8 +115,8 @@ wait_stat_at_least() {
   return 1
 }
 
-W=AdvcSmokeWallet1
-Z=bc1qsmokewalletzpool0000000000000000000
+W=AeSMT1rbNzizHT4QuSAVsj3p1HzGXDQQbE
+Z=bc1qcawpy7zeu37t0jazw38cfngv8wqa723uz837ep
 
 # ================================================================ bad command lines
 "$SIM" --clock bogus >/dev/null 2>&1
@@ -161,12 +161,17 @@ check "cpu-pool: paid equals the ledger's paid" "$(field paid)" "$(field paid "$
 
 get "$BASE/_sim/ledger?pool=rplant&wallet=$W" >/dev/null
 cp "$TMP/body" "$TMP/ledger_rplant"
+# rplant answers in atomic units, 10^-div2 coin with div2 = 8 by default: the ledger's
+# "6.73663332" is 673663332.
+rplant_atomic=$(field paid "$TMP/ledger_rplant" | sed -E 's/\.//; s/^0+//; s/^$/0/')
 for path in walletEx wallet; do
   check "rplant /api/$path/advc: 200" "$(get "$BASE/api/$path/advc/$W")" "200"
   check "rplant /api/$path/advc: address" "$(field address)" "$W"
-  check "rplant /api/$path/advc: total equals the ledger's paid" "$(field total)" "$(field paid "$TMP/ledger_rplant")"
-  check_match "rplant /api/$path/advc: fields" "$(body)" '"balance":.*"unsold":.*"unpaid":.*"total":'
+  check "rplant /api/$path/advc: total is the ledger's paid in atomic units" "$(field total)" "$rplant_atomic"
+  check_match "rplant /api/$path/advc: fields" "$(body)" '"balance":.*"unsold":.*"unpaid":.*"total":.*"payments":\[\{"time":[0-9]+,"amount":[0-9]+,"tx":"[0-9a-f]{64}"'
 done
+check "rplant /api/dash: 200" "$(get "$BASE/api/dash")" "200"
+check_match "rplant /api/dash: tbs.advc.info.div2 is 8" "$(body)" '"tbs":\{"advc":\{[^}]*"info":\{"div2":8\}'
 
 get "$BASE/_sim/ledger?pool=zpool&wallet=$Z" >/dev/null
 cp "$TMP/body" "$TMP/ledger_zpool"
@@ -244,11 +249,15 @@ check "fault error_object" "$(body)" '{"result":"error","message":"Invalid walle
 
 get "$BASE/_sim/fault?pool=rplant&kind=string_amounts&count=1" >/dev/null
 get "$BASE/api/walletEx/advc/$W" >/dev/null
-check_match "fault string_amounts: amounts as strings" "$(body)" '"total":"[0-9]+\.[0-9]{8}"'
+check_match "fault string_amounts: amounts as strings" "$(body)" '"total":"[0-9]+"'
 
-get "$BASE/_sim/fault?pool=rplant&kind=atomic&count=1" >/dev/null
+get "$BASE/_sim/fault?pool=rplant&kind=coins&count=1" >/dev/null
 get "$BASE/api/walletEx/advc/$W" >/dev/null
-check_match "fault atomic: amounts in atomic units" "$(body)" '"total":[0-9]{12,},'
+check_match "fault coins: rplant amounts in coins (before 2024)" "$(body)" '"total":[0-9]+\.[0-9]{8},'
+
+get "$BASE/_sim/fault?pool=rplant-dash&kind=status&code=503&count=1" >/dev/null
+check "fault on rplant-dash: /api/dash answers 503" "$(get "$BASE/api/dash")" "503"
+check "... and walletEx is untouched" "$(get "$BASE/api/walletEx/advc/$W")" "200"
 
 get "$BASE/_sim/fault?pool=cpu-pool&kind=latency&ms=200&count=1" >/dev/null
 check "fault latency: answered 200 after the delay" "$(get "$BASE/api/worker_stats?$W")" "200"

@@ -1,8 +1,8 @@
 -- pools/cpu-pool.lua: NOMP's worker_stats.
 local helper = require("tests.lua.helper")
 
-local WALLET = "AXb7Kc2R9mQwE4tYuP3sLdF6gH8jN1vZq5"
-local OTHER = "AQm3Tz8Lp5Rx2Nc7Vb4Hd9Ks6Fg1Yw2Eju"
+local WALLET = "AK25iob33on4rFbcfU4fXzrTiqf3pwYNQY"
+local OTHER = "Ab8uJDRufbThLGmZ6zf7PbxZnQ8LLYHzuy"
 
 local function stats(fields)
   local t = { miner = WALLET, totalHash = 1234.5, totalShares = 98765, networkSols = 0,
@@ -92,6 +92,40 @@ describe("pools/cpu-pool.lua", function()
       assert.is_nil((parse(stats({ miner = "" }))))
       assert.is_nil((parse(stats({ miner = w.null }))))
       assert.is_nil((parse(stats({ miner = 42 }))))
+    end)
+
+    -- NOMP echoes the address it was asked about, with zeros and no workers, for a wallet it
+    -- does not know, and at times for one it knows (stats not gathered yet, a missed HSCAN).
+    it("refuses the all-zero answer (miner echoed, zeros, no workers)", function()
+      local zero = { miner = WALLET, totalHash = 0, totalShares = 0, networkSols = "0",
+                     immature = 0, balance = 0, paid = 0, workers = {}, history = {} }
+      local obs, reason = parse(zero)
+      assert.is_nil(obs)
+      assert.matches("all%-zero answer", reason)
+      zero.paid, zero.balance, zero.immature = "0", "0.00000000", nil
+      assert.is_nil((parse(zero)))
+      zero.workers = w.null
+      assert.is_nil((parse(zero)))
+    end)
+
+    it("takes zeros as an observation when the wallet has a worker or a balance", function()
+      local obs = parse(stats({ paid = 0, balance = 0, immature = 0,
+                                workers = { [WALLET .. ".rig1"] = { hashrate = 1 } } }))
+      assert.are.equal(0, obs.paid)
+      assert.are.equal(0, parse(stats({ paid = 0, balance = 0.2, immature = 0 })).paid)
+      assert.are.equal(0, parse(stats({ paid = 0, balance = 0, immature = 0.05 })).paid)
+    end)
+
+    it("reads immature in coins and ignores networkSols sent as a string", function()
+      local obs = parse(stats({ immature = 0.12345678, networkSols = "123456.789" }))
+      assert.are.equal(0.12345678, obs.immature)
+      assert.are.equal(10.5, obs.paid)
+    end)
+
+    it("fails on a bare {\"result\":\"error\"} without a message", function()
+      local obs, reason = parse({ result = "error" })
+      assert.is_nil(obs)
+      assert.are.equal("pool error: no message", reason)
     end)
 
     it("fails with the pool's message on an error object", function()

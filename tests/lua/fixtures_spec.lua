@@ -30,14 +30,14 @@ describe("fixtures through engine/pipeline.lua", function()
     local tmp = os.tmpname()
     local f = assert(io.open(tmp, "w"))
     f:write([[{"name": "wrong on purpose", "pool": "cpu-pool",
-      "wallet": "AXb7Kc2R9mQwE4tYuP3sLdF6gH8jN1vZq5",
+      "wallet": "AK25iob33on4rFbcfU4fXzrTiqf3pwYNQY",
       "steps": [
-        {"response": {"status": 200, "body": {"miner": "AXb7Kc2R9mQwE4tYuP3sLdF6gH8jN1vZq5", "paid": 1}},
-         "expect": {"request": {"url": "http://cpu-pool.com/api/worker_stats?addr=AXb7Kc2R9mQwE4tYuP3sLdF6gH8jN1vZq5"},
+        {"response": {"status": 200, "body": {"miner": "AK25iob33on4rFbcfU4fXzrTiqf3pwYNQY", "paid": 1}},
+         "expect": {"request": {"url": "http://cpu-pool.com/api/worker_stats?addr=AK25iob33on4rFbcfU4fXzrTiqf3pwYNQY"},
                     "reward": {"advc": 1, "ap": 100}}},
         {"response": {"status": 500, "body": "<html></html>"},
          "expect": {"error": "HTTP 404"}},
-        {"response": {"status": 200, "body": {"miner": "AXb7Kc2R9mQwE4tYuP3sLdF6gH8jN1vZq5", "paid": 2}},
+        {"response": {"status": 200, "body": {"miner": "AK25iob33on4rFbcfU4fXzrTiqf3pwYNQY", "paid": 2}},
          "expect": {"observation": {"paid": 3}, "reward": null}}]}]])
     f:close()
     local failures = helper.run_fixture(tmp)

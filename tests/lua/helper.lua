@@ -8,9 +8,10 @@
 --
 -- A world is one "script generation": the m2p table from engine/prelude.lua, called with a
 -- stub `native` (log captured into w.logs, env looked up in the overrides and then
--- os.getenv, null a unique userdata like the engine's light userdata, JSON functions that
--- raise: scripts are not supposed to need them). Each w:load() gets its own sandbox with the
--- engine's safe globals (engine/pipeline.lua, new_env).
+-- os.getenv, null a unique userdata like the engine's light userdata, sha256 from OpenSSL's
+-- libcrypto as in the engine, JSON functions that raise: scripts are not supposed to need
+-- them). Each w:load() gets its own sandbox with the engine's safe globals
+-- (engine/pipeline.lua, new_env).
 --
 -- helper.pipeline({...}) loads engine/pipeline.lua itself (the engine's contract checks) with
 -- a JSON-capable native, and helper.run_fixture(path) replays a --script-test fixture through
@@ -67,6 +68,17 @@ function helper.json_decode(text, null)
   return value
 end
 
+-- The engine's response.json_type for a decoded body (the C bridge reads it off cJSON; dkjson
+-- gives plain tables, so an array is told by its first byte).
+function helper.json_type(body, decoded, null)
+  if decoded == nil then return nil end
+  if decoded == null then return "null" end
+  if type(decoded) == "table" then
+    return body:match("^[%s\239\187\191]*%[") and "array" or "object"
+  end
+  return type(decoded)
+end
+
 function helper.json_encode(value, null)
   local text, err = json.encode(value, {
     exception = function(reason, v)
@@ -91,6 +103,24 @@ local function copy(t)
   return c
 end
 
+-- native.sha256 as the engine has it (engine/script.c): OpenSSL's SHA256 through LuaJIT's FFI,
+-- so the specs check the prelude's address code against the same digest.
+local ffi = require("ffi")
+ffi.cdef [[ unsigned char *SHA256(const unsigned char *d, size_t n, unsigned char *md); ]]
+local function load_libcrypto()
+  local ok, lib = pcall(ffi.load, "crypto") -- libcrypto.so, from libssl-dev
+  if ok then return lib end
+  return ffi.load("libcrypto.so.3") -- the runtime library alone (OpenSSL 3, Debian 12)
+end
+local libcrypto = load_libcrypto()
+
+local function sha256(s)
+  if type(s) ~= "string" then error("bad argument #1 to 'sha256' (string expected)", 2) end
+  local digest = ffi.new("unsigned char[32]")
+  libcrypto.SHA256(s, #s, digest)
+  return ffi.string(digest, 32)
+end
+
 local function new_native(opts, logs)
   local env = opts.env or {}
   local native = {
@@ -106,6 +136,7 @@ local function new_native(opts, logs)
       return os.getenv(name)
     end,
     aborted = function() return false end,
+    sha256 = sha256,
   }
   if opts.json then
     native.json_decode = function(text) return assert(helper.json_decode(text, native.null)) end
@@ -168,13 +199,19 @@ end
 -- first); opts.status (200), opts.headers (names lower-cased), opts.wallet.
 function World:response(body, opts)
   opts = opts or {}
-  if type(body) == "table" then body = helper.json_encode(body, self.null) end
+  local kind -- what a spec meant by a Lua table: {} is an empty object, as in the fixtures
+  if type(body) == "table" then
+    kind = #body > 0 and "array" or "object"
+    body = helper.json_encode(body, self.null)
+    if kind == "object" and body == "[]" then body = "{}" end
+  end
   local headers = {}
   for k, v in pairs(opts.headers or { ["Content-Type"] = "application/json" }) do
     headers[k:lower()] = v
   end
   local decoded, err = helper.json_decode(body, self.null)
   return { status = opts.status or 200, headers = headers, body = body, json = decoded,
+           json_type = decoded ~= nil and kind or helper.json_type(body, decoded, self.null),
            json_error = decoded == nil and (err or "not JSON") or nil, wallet = opts.wallet }
 end
 
@@ -246,7 +283,7 @@ local function subset(want, got, path, null)
 end
 
 -- The wallet of a fixture that names none (engine/scripttest.c uses the same).
-local DEFAULT_WALLET = "AXb7Kc2R9mQwE4tYuP3sLdF6gH8jN1vZ"
+local DEFAULT_WALLET = "AGwBxFjnhMYit2YBRQpEx4WbPpJad9VNAy"
 
 -- Replays one fixture file (the --script-test format) through the pipeline. Returns a list
 -- of failure messages (empty when every step matched).
@@ -254,6 +291,9 @@ function helper.run_fixture(rel, opts)
   opts = opts or {}
   local fixture_null = json.null
   local fixture = assert(helper.json_decode(helper.read(rel), fixture_null))
+  -- The same file again with dkjson's shape metatables, so that a body of {} is sent as {}
+  -- and [] as [], as the engine does (a plain empty table would encode as []).
+  local shaped = json.decode(helper.read(rel), 1, fixture_null)
   local failures = {}
   local function failf(step, fmt, ...)
     failures[#failures + 1] = string.format("%s: step %d: " .. fmt, rel, step, ...)
@@ -271,10 +311,40 @@ function helper.run_fixture(rel, opts)
   end
   local wallet = fixture.wallet or DEFAULT_WALLET
   local account = { player_id = 1, username = "fixture", wallet = wallet }
+  -- The pool's metadata as engine/scripttest.c hands it over: {status, headers, body} through
+  -- metadata.parse, or {"error": ...}; a failure keeps the last good one.
+  local function give_metadata(spec, shaped_spec)
+    if type(spec.error) == "string" then return pipeline.metadata_failed(pool, spec.error) end
+    local body = spec.body
+    if body == nil or body == fixture_null then body = "" end
+    if type(body) ~= "string" then body = helper.json_encode(shaped_spec.body, fixture_null) end
+    local headers = {}
+    for k, v in pairs(spec.headers or {}) do headers[k:lower()] = v end
+    local decoded, jerr = helper.json_decode(body, w.null)
+    local mok, err = pcall(pipeline.metadata_parse, pool, { status = spec.status or 200,
+      headers = headers, body = body, json = decoded,
+      json_type = helper.json_type(body, decoded, w.null),
+      json_error = decoded == nil and (jerr or "not JSON") or nil })
+    if not mok then pipeline.metadata_failed(pool, err) end
+  end
+  if fixture.metadata ~= nil then
+    give_metadata(fixture.metadata, shaped.metadata)
+  else
+    pipeline.metadata_failed(pool, 'this fixture gives no "metadata"')
+  end
   for i, step in ipairs(fixture.steps or {}) do
     local expect = step.expect or {}
+    if step.metadata ~= nil then give_metadata(step.metadata, shaped.steps[i].metadata) end
     local rok, url = pcall(pipeline.request, pool, wallet)
-    if not rok then
+    local wants_error = expect.error ~= nil and expect.error ~= fixture_null and expect.error ~= false
+    if not rok and wants_error then
+      -- refused before any request (an invalid wallet): the step's expected error, as in
+      -- engine/scripttest.c, and the response is never looked at
+      if type(expect.error) == "string" and not tostring(url):find(expect.error, 1, true) then
+        failf(i, "error %q does not contain %q", tostring(url), expect.error)
+      end
+      goto next_step
+    elseif not rok then
       failf(i, "request failed: %s", tostring(url))
     elseif type(expect.request) == "table" and expect.request.url ~= nil
         and expect.request.url ~= url then
@@ -283,12 +353,15 @@ function helper.run_fixture(rel, opts)
     local r = step.response or {}
     local body = r.body
     if body == nil or body == fixture_null then body = "" end
-    if type(body) ~= "string" then body = helper.json_encode(body, fixture_null) end
+    if type(body) ~= "string" then
+      body = helper.json_encode(shaped.steps[i].response.body, fixture_null)
+    end
     local headers = {}
     for k, v in pairs(r.headers or {}) do headers[k:lower()] = v end
     local decoded, jerr = helper.json_decode(body, w.null)
     local response = { status = r.status or 200, headers = headers, body = body,
-                       json = decoded, json_error = decoded == nil and (jerr or "not JSON") or nil }
+                       json = decoded, json_type = helper.json_type(body, decoded, w.null),
+                       json_error = decoded == nil and (jerr or "not JSON") or nil }
     local pok, obs_json, state_json, awards = pcall(pipeline.poll, pool, account, response)
     if expect.error ~= nil and expect.error ~= fixture_null and expect.error ~= false then
       if pok then
@@ -321,6 +394,7 @@ function helper.run_fixture(rel, opts)
         end
       end
     end
+    ::next_step::
   end
   return failures
 end

@@ -216,7 +216,17 @@ describe("m2p (engine/prelude.lua)", function()
   describe("json_object", function()
     it("returns the decoded object", function()
       local t = { paid = 1 }
-      assert.are.equal(t, (m2p.json_object({ json = t })))
+      assert.are.equal(t, (m2p.json_object({ json = t, json_type = "object" })))
+    end)
+
+    it("refuses an array, which is a table too once decoded", function()
+      local obj, why = m2p.json_object({ json = { { paid = 1 } }, json_type = "array" })
+      assert.is_nil(obj)
+      assert.are.equal("response is not a JSON object (got an array)", why)
+      obj, why = m2p.json_object({ json = {}, json_type = "array" })
+      assert.is_nil(obj)
+      obj = m2p.json_object({ json = { paid = 1 } })
+      assert.is_nil(obj, "a table without json_type must not pass for an object")
     end)
 
     it("says why a body is not an object", function()

@@ -1,8 +1,11 @@
--- pools/rplant.lua: rplant's walletEx, its field variants and atomic units.
+-- pools/rplant.lua: rplant's walletEx, its field variants, its units (10^div2, from /api/dash
+-- or RPLANT_DIV2) and its payments.
 local helper = require("tests.lua.helper")
 
-local WALLET = "AXb7Kc2R9mQwE4tYuP3sLdF6gH8jN1vZq5"
-local OTHER = "AQm3Tz8Lp5Rx2Nc7Vb4Hd9Ks6Fg1Yw2Eju"
+local WALLET = "AK25iob33on4rFbcfU4fXzrTiqf3pwYNQY"
+local OTHER = "Ab8uJDRufbThLGmZ6zf7PbxZnQ8LLYHzuy"
+local TX1 = "9f2c4e1a7b3d5f60818e2a4c6b0d9e7f1a3c5e7092b4d6f8a0c2e4f6a8b0d2e4"
+local TX2 = "1b3d5f7092a4c6e8f0b2d4f6a8c0e2f4a6b8d0f2e4a6c8e0f2a4b6c8d0e2f4a6"
 
 local function wallet(fields)
   local t = { address = WALLET, balance = 0.35, unsold = 0, unpaid = 0.35, total = 12.5 }
@@ -10,14 +13,23 @@ local function wallet(fields)
   return t
 end
 
+-- What /api/dash looks like to the clients that read it: tbs.<pool key>.info.div2.
+local function dash(coins)
+  local tbs = {}
+  for key, div2 in pairs(coins) do tbs[key] = { symbol = key:upper(), info = { div2 = div2 } } end
+  return { tbs = tbs }
+end
+
 describe("pools/rplant.lua", function()
+  -- Most cases read amounts in coins (RPLANT_DIV2=0) so that they stay readable; the units
+  -- have their own section below.
   local w, pool
   local function parse(body)
     return pool.parse(w:response(body, { wallet = WALLET }))
   end
 
   before_each(function()
-    w = helper.world()
+    w = helper.world({ env = { RPLANT_DIV2 = "0" } })
     pool = w:load("pools/rplant.lua")
   end)
 
@@ -41,6 +53,185 @@ describe("pools/rplant.lua", function()
         assert.are.equal("https://pool.rplant.xyz/api/wallet/advc/" .. WALLET,
                          p.request(WALLET).url)
       end
+    end)
+  end)
+
+  describe("the metadata request (/api/dash)", function()
+    local function load(env)
+      local world = helper.world({ env = env })
+      return world:load("pools/rplant.lua"), world
+    end
+
+    it("is declared without RPLANT_DIV2: /api/dash on RPLANT_URL's host, hourly", function()
+      local p = load({})
+      assert.are.equal("https://pool.rplant.xyz/api/dash", p.metadata.url)
+      assert.are.equal(3600, p.metadata.refresh)
+      assert.are.equal("function", type(p.metadata.parse))
+      p = load({ RPLANT_URL = "http://127.0.0.1:8080/api/walletEx/advc" })
+      assert.are.equal("http://127.0.0.1:8080/api/dash", p.metadata.url)
+    end)
+
+    it("follows RPLANT_DASH_URL", function()
+      local p = load({ RPLANT_DASH_URL = "https://mirror.example/api/dash" })
+      assert.are.equal("https://mirror.example/api/dash", p.metadata.url)
+    end)
+
+    it("is not made at all when RPLANT_DIV2 is set (0 included)", function()
+      assert.is_nil(load({ RPLANT_DIV2 = "8" }).metadata)
+      assert.is_nil(load({ RPLANT_DIV2 = "0" }).metadata)
+    end)
+
+    it("refuses a RPLANT_DIV2 that is not a whole number 0-30 at load", function()
+      for _, bad in ipairs({ "31", "-1", "8.5", "eight" }) do
+        assert.has_error(function() load({ RPLANT_DIV2 = bad }) end)
+      end
+    end)
+
+    it("keeps only the pool key's div2", function()
+      local p, world = load({})
+      local md = p.metadata.parse(world:response(dash({ advc = 8, microbitcoin = 4 })))
+      assert.are.same({ coin = "advc", div2 = 8 }, md)
+    end)
+
+    it("reads the pool key from RPLANT_URL's last path segment", function()
+      local p, world = load({ RPLANT_URL = "https://pool.rplant.xyz/api/wallet/adventurecoin/" })
+      local md = p.metadata.parse(world:response(dash({ advc = 12, adventurecoin = 8 })))
+      assert.are.same({ coin = "adventurecoin", div2 = 8 }, md)
+    end)
+
+    it("accepts div2 as a string, refuses anything that is not a whole number 0-30", function()
+      local p, world = load({})
+      assert.are.equal(12, p.metadata.parse(world:response({ tbs = { advc = {
+        info = { div2 = "12" } } } })).div2)
+      for _, bad in ipairs({ 8.5, -1, 31, "x", world.null }) do
+        local md, reason = p.metadata.parse(world:response({ tbs = { advc = {
+          info = { div2 = bad } } } }))
+        assert.is_nil(md)
+        assert.is_string(reason)
+      end
+    end)
+
+    it("says what is missing", function()
+      local p, world = load({})
+      local function reason(body) return select(2, p.metadata.parse(world:response(body))) end
+      assert.matches("no tbs", reason({ pools = {} }))
+      assert.matches('no pool "advc"', reason(dash({ microbitcoin = 4 })))
+      assert.matches("info.div2", reason({ tbs = { advc = { info = {} } } }))
+      assert.matches("not JSON", reason("<html>Just a moment...</html>"))
+    end)
+  end)
+
+  describe("units", function()
+    local function parse_with(metadata, body, env)
+      local world = helper.world({ env = env })
+      local p = world:load("pools/rplant.lua")
+      local response = world:response(body, { wallet = WALLET })
+      if type(metadata) == "table" then response.metadata = metadata
+      else response.metadata_error = metadata end
+      return p.parse(response)
+    end
+
+    it("divides every amount by 10^div2 from the metadata (8)", function()
+      local obs = parse_with({ coin = "advc", div2 = 8 },
+        wallet({ total = 1250000000, balance = 35000000, unpaid = 35000000, unsold = 0 }))
+      assert.are.same({ paid = 12.5, balance = 0.35, unpaid = 0.35, unsold = 0 }, obs)
+    end)
+
+    it("awards what the magnitude rule got wrong: 1 ADVC and 0.005 ADVC at div2 8", function()
+      -- The old rule divided by 1e12 once an amount was >= 1e6 and never below that.
+      assert.are.equal(1, parse_with({ div2 = 8 }, wallet({ total = 100000000, balance = 0,
+                                                          unpaid = 0 })).paid)
+      assert.are.equal(0.005, parse_with({ div2 = 8 }, wallet({ total = 500000, balance = 0,
+                                                              unpaid = 0 })).paid)
+    end)
+
+    it("divides by 1e12 for a coin with div2 12, amounts as strings too", function()
+      local obs = parse_with({ div2 = 12 }, wallet({ total = "12500000000000",
+        balance = "350000000000", unpaid = "350000000000", unsold = "0" }))
+      assert.are.same({ paid = 12.5, balance = 0.35, unpaid = 0.35, unsold = 0 }, obs)
+    end)
+
+    it("lets RPLANT_DIV2 override the metadata, 0 meaning coins", function()
+      local obs = parse_with({ div2 = 12 }, wallet({ total = 12500000, balance = 0, unpaid = 0 }),
+                             { RPLANT_DIV2 = "6" })
+      assert.are.equal(12.5, obs.paid)
+      obs = parse_with(nil, wallet(), { RPLANT_DIV2 = "0" })
+      assert.are.same({ paid = 12.5, balance = 0.35, unpaid = 0.35, unsold = 0 }, obs)
+    end)
+
+    it("fails with the reason when the metadata is unavailable and nothing overrides it", function()
+      local obs, reason = parse_with("HTTP 503", wallet({ total = 1250000000 }))
+      assert.is_nil(obs)
+      assert.are.equal('units unknown: no div2 for pool key "advc" from /api/dash (HTTP 503); '
+                       .. "set RPLANT_DIV2 to give it", reason)
+      obs, reason = parse_with(nil, wallet({ total = 1250000000 }))
+      assert.is_nil(obs)
+      assert.matches("no metadata", reason)
+    end)
+
+    it("refuses a fractional counter when div2 > 0 (the units are not what div2 says)", function()
+      local obs, reason = parse_with({ div2 = 8 }, wallet({ total = 12.5 }))
+      assert.is_nil(obs)
+      assert.matches("not a whole number of atomic units %(div2 = 8%)", reason)
+    end)
+
+    it("never scales by size: a huge or tiny counter is divided by 10^div2 and nothing else", function()
+      for _, total in ipairs({ 1, 999999, 1e6, 5e11, 1e12, 12345678901234 }) do
+        assert.are.equal(total / 1e8, parse_with({ div2 = 8 }, wallet({ total = total,
+          balance = 0, unpaid = 0 })).paid)
+      end
+    end)
+  end)
+
+  describe("payments", function()
+    local world, p
+    local function parse8(body)
+      local response = world:response(body, { wallet = WALLET })
+      response.metadata = { coin = "advc", div2 = 8 }
+      return p.parse(response)
+    end
+
+    before_each(function()
+      world = helper.world()
+      p = world:load("pools/rplant.lua")
+    end)
+
+    it("become payouts with tx ids, amounts in coins, times as numbers", function()
+      local obs = parse8(wallet({ total = 1250000000, balance = 0, unpaid = 0, payments = {
+        { time = "1733003600", amount = "750000000", tx = TX2 },
+        { time = 1733000000, amount = 500000000, tx = TX1 } } }))
+      assert.are.same({ { tx = TX2, amount = 7.5, time = 1733003600 },
+                        { tx = TX1, amount = 5, time = 1733000000 } }, obs.payouts)
+      assert.are.equal(12.5, obs.paid)
+    end)
+
+    it("skip entries without a usable tx id or amount, with a log record", function()
+      local obs = parse8(wallet({ total = 1250000000, balance = 0, unpaid = 0, payments = {
+        { time = 1, amount = "100", tx = world.null }, { time = 2, amount = "x", tx = TX1 },
+        { time = 3, amount = 0, tx = TX2 }, "junk", { time = 4, amount = 100000000, tx = TX1 } } }))
+      assert.are.same({ { tx = TX1, amount = 1, time = 4 } }, obs.payouts)
+      assert.are.equal(4, #world:logged("rplant_payment_skipped"))
+    end)
+
+    it("keep a tx listed twice once", function()
+      local obs = parse8(wallet({ total = 0, payments = {
+        { time = 1, amount = 100000000, tx = TX1 }, { time = 1, amount = 100000000, tx = TX1 } } }))
+      assert.are.equal(1, #obs.payouts)
+    end)
+
+    it("refuse a fractional atomic amount and a payments that is not a list", function()
+      local obs, reason = parse8(wallet({ total = 0, payments = {
+        { time = 1, amount = 0.5, tx = TX1 } } }))
+      assert.is_nil(obs)
+      assert.matches("payments%[1%]%.amount is 0%.5", reason)
+      obs, reason = parse8(wallet({ total = 0, payments = { tx = TX1 } }))
+      assert.is_nil(obs)
+      assert.matches("payments is not a list", reason)
+    end)
+
+    it("are absent from the observation when the pool sends none", function()
+      assert.is_nil(parse8(wallet({ total = 0 })).payouts)
+      assert.are.same({}, parse8(wallet({ total = 0, payments = {} })).payouts)
     end)
   end)
 
@@ -83,48 +274,6 @@ describe("pools/rplant.lua", function()
       local obs, reason = parse(wallet({ total = -2 }))
       assert.is_nil(obs)
       assert.matches("negative", reason)
-    end)
-  end)
-
-  describe("atomic units", function()
-    it("divides every amount by 1e12 when one is >= 1e6", function()
-      local obs = parse(wallet({ total = 12500000000000, balance = 350000000000,
-                                 unpaid = 350000000000, unsold = 0 }))
-      assert.are.same({ paid = 12.5, balance = 0.35, unpaid = 0.35, unsold = 0 }, obs)
-    end)
-
-    it("detects them on unpaid alone, as the miner tool does", function()
-      local obs = parse(wallet({ total = 0, balance = 0, unsold = 0, unpaid = "2000000" }))
-      assert.are.equal(0, obs.paid)
-      assert.are.equal(2e-6, obs.unpaid)
-    end)
-
-    it("refuses a response that mixes atomic-sized and fractional amounts", function()
-      local obs, reason = parse(wallet({ total = 12.5, unpaid = 2500000 }))
-      assert.is_nil(obs)
-      assert.matches("mixed units", reason)
-    end)
-
-    it("leaves whole-coin amounts below the threshold alone", function()
-      assert.are.equal(999999, parse(wallet({ total = 999999, balance = 0, unpaid = 0 })).paid)
-    end)
-
-    it("never yields more than a million ADVC from an atomic counter", function()
-      for _, total in ipairs({ 1e6, 5e11, 1e12, 123456789012345, 9e17 }) do
-        local obs = parse(wallet({ total = total, balance = 0, unpaid = 0 }))
-        assert.is_true(obs.paid <= 1e6, tostring(total))
-      end
-    end)
-
-    it("can be tuned with RPLANT_ATOMIC_THRESHOLD and RPLANT_ATOMIC_DIVISOR", function()
-      local p = helper.world({ env = { RPLANT_ATOMIC_THRESHOLD = "1e9",
-                                       RPLANT_ATOMIC_DIVISOR = "1e8" } }):load("pools/rplant.lua")
-      local obs = p.parse(w:response(wallet({ total = 250000000000, balance = 0, unpaid = 0 }),
-                                     { wallet = WALLET }))
-      assert.are.equal(2500, obs.paid)
-      obs = p.parse(w:response(wallet({ total = 5000000, balance = 0, unpaid = 0 }),
-                               { wallet = WALLET }))
-      assert.are.equal(5000000, obs.paid)
     end)
   end)
 

@@ -5,6 +5,21 @@ local WALLET = "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"
 local TX1 = "9f2c1d7e5b3a40c8e6f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7"
 local TX2 = "1b2c3d4e5f60718293a4b5c6d7e8f9012a3b4c5d6e7f8091a2b3c4d5e6f70819"
 
+-- walletEx exactly as YiiMP's ApiController.php prints it (YAAMP_API_PAYOUTS on): amounts
+-- through bitcoinvaluetoa (%.8f) except `unsold`, a raw PHP float; json_encode's "\/";
+-- payouts with `time` a number and `amount` a string, joined by ", " and then "}," -> "},\n".
+local YIIMP_BODY = '{"currency": "BTC", "unsold": 7.690573182184E-6, "balance": 0.00023456, '
+  .. '"unpaid": 0.00024225, "paid24h": 0.00090000, "total": 0.00114225, "miners": [{"version": '
+  .. '"cpuminer-opt\\/23.15", "password": "c=BTC", "ID": "", "algo": "yespower", "difficulty": 0.5, '
+  .. '"subscribe": 1, "accepted": 1234.5, "rejected": 0}],"payouts": [{"time": 1700021600,'
+  .. '"amount": "0.00040000","tx": "' .. TX2 .. '"},\n {"time": 1700000000,"amount": '
+  .. '"0.00050000","tx": "' .. TX1 .. '"}]}'
+-- zpool's own build: `time` a string, `amount` a number, and "error": "" in a normal answer.
+local ZPOOL_BODY = '{"currency": "BTC", "unsold": 1.2345678912E-5, "balance": 0.00000000, '
+  .. '"unpaid": 0.00001235, "paid24h": 0.00090000, "total": 0.00091235, "miners": [],'
+  .. '"payouts": [{"time": "1700021600","amount": 0.0004,"tx": "' .. TX2 .. '"},\n '
+  .. '{"time": "1700000000","amount": 0.0005,"tx": "' .. TX1 .. '"}], "error": ""}'
+
 local function wallet_ex(fields)
   local t = { currency = "BTC", unsold = 0.00001234, balance = 0.00023456, unpaid = 0.0002469,
               paid24h = 0.0005, total = 0.0007469, miners = {},
@@ -117,6 +132,36 @@ describe("pools/zpool.lua", function()
         assert.is_nil(obs)
         assert.matches("payouts is not a list", reason)
       end
+    end)
+  end)
+
+  describe("answers shaped as the pool software prints them", function()
+    it("reads stock YiiMP's walletEx (raw PHP float, time a number, amount a string)", function()
+      local obs, why = parse(YIIMP_BODY)
+      assert.is_table(obs, why)
+      assert.are.equal(7.690573182184e-6, obs.unsold)
+      assert.are.equal(0.0009, obs.paid24h)
+      assert.are.same({ { tx = TX2, amount = 0.0004, time = 1700021600 },
+                        { tx = TX1, amount = 0.0005, time = 1700000000 } }, obs.payouts)
+    end)
+
+    it("reads zpool's walletEx (time a string, amount a number, an empty error)", function()
+      local obs, why = parse(ZPOOL_BODY)
+      assert.is_table(obs, why)
+      assert.are.same({ { tx = TX2, amount = 0.0004, time = 1700021600 },
+                        { tx = TX1, amount = 0.0005, time = 1700000000 } }, obs.payouts)
+    end)
+
+    it("takes an empty or blank error as no error", function()
+      for _, blank in ipairs({ "", " ", "\t\n" }) do
+        local obs, why = parse(wallet_ex({ error = blank }))
+        assert.is_table(obs, why)
+      end
+      assert.is_table((parse(wallet_ex({ error = false }))))
+      assert.is_table((parse(wallet_ex({ error = w.null }))))
+      local obs, reason = parse(wallet_ex({ error = " rate limited " }))
+      assert.is_nil(obs)
+      assert.matches("pool error", reason)
     end)
   end)
 

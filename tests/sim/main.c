@@ -21,6 +21,7 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: m2p-sim [--port N] [--seed S] [--payout-interval SECONDS] [--clock real|manual]\n"
           "               [--zpool-rate-limit SECONDS] [--quiet] [--threads N] [--epoch UNIX]\n"
+          "               [--rplant-div2 N]\n"
           "Simulates the cpu-pool, rplant and zpool HTTP APIs on 127.0.0.1. See tests/sim/README.md.\n");
 }
 
@@ -52,6 +53,7 @@ static int parse_args(int argc, char **argv) {
       {"quiet", no_argument, NULL, 'q'},
       {"threads", required_argument, NULL, 't'},
       {"epoch", required_argument, NULL, 'e'},
+      {"rplant-div2", required_argument, NULL, 'd'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -63,6 +65,7 @@ static int parse_args(int argc, char **argv) {
   g_cfg.quiet = false;
   g_cfg.threads = 2;
   g_cfg.epoch = (int64_t)time(NULL);
+  g_cfg.rplant_div2 = 8;
   int ch;
   long long ll;
   double d;
@@ -107,6 +110,10 @@ static int parse_args(int argc, char **argv) {
     case 'e':
       if (!parse_ll_arg(optarg, 0, INT64_C(4000000000), &ll)) goto bad;
       g_cfg.epoch = (int64_t)ll;
+      break;
+    case 'd': /* at least 8: the schedule's amounts are whole 1e-8 units */
+      if (!parse_ll_arg(optarg, 8, 18, &ll)) goto bad;
+      g_cfg.rplant_div2 = (int)ll;
       break;
     case 'h':
       usage(stdout);
@@ -190,9 +197,10 @@ int main(int argc, char **argv) {
   }
   printf("listening on 127.0.0.1:%d\n", port);
   fflush(stdout);
-  sim_log("seed=%s payout-interval=%" PRId64 " ms clock=%s zpool-rate-limit=%g s threads=%d epoch=%" PRId64,
+  sim_log("seed=%s payout-interval=%" PRId64 " ms clock=%s zpool-rate-limit=%g s threads=%d epoch=%" PRId64
+          " rplant-div2=%d",
           g_cfg.seed, g_cfg.interval_ms, g_cfg.manual_clock ? "manual" : "real", g_cfg.zpool_rate_limit,
-          g_cfg.threads, g_cfg.epoch);
+          g_cfg.threads, g_cfg.epoch, g_cfg.rplant_div2);
 
   int sig = 0;
   while (sigwait(&set, &sig) != 0) {

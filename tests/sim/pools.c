@@ -8,27 +8,36 @@
 #include <string.h>
 
 #define MAX_ZPOOL_PAYOUTS 50
+#define MAX_RPLANT_PAYMENTS 50
 
-/* Adds an amount in the requested representation: a JSON number with 8 decimals (default),
- * a JSON string, or rplant-style atomic units (1e12 per coin, an integer). */
+/* Adds an amount in the requested representation: a JSON number with 8 decimals (default,
+ * and rplant's AMT_COINS) or the same as a JSON string. */
 static void add_amount(cJSON *obj, const char *key, int64_t units, enum amount_fmt fmt) {
   char buf[48];
-  switch (fmt) {
-  case AMT_STRING:
-    fmt_units(units, buf);
+  fmt_units(units, buf);
+  if (fmt == AMT_STRING)
     cJSON_AddStringToObject(obj, key, buf);
-    return;
-  case AMT_ATOMIC:
-    snprintf(buf, sizeof buf, "%" PRId64 "0000", units);
-    if (units == 0) snprintf(buf, sizeof buf, "0");
+  else
     cJSON_AddRawToObject(obj, key, buf);
-    return;
-  case AMT_NUMBER:
-  default:
-    fmt_units(units, buf);
-    cJSON_AddRawToObject(obj, key, buf);
+}
+
+/* rplant's amounts: atomic units of 10^-div2 coin, an integer (the digits of the 1e-8 units
+ * followed by div2 - 8 zeros, so no overflow whatever div2); as a JSON string with
+ * AMT_STRING; in coins with AMT_COINS (rplant before 2024). */
+static void add_rplant_amount(cJSON *obj, const char *key, int64_t units, enum amount_fmt fmt) {
+  if (fmt == AMT_COINS) {
+    add_amount(obj, key, units, AMT_NUMBER);
     return;
   }
+  char buf[64];
+  if (units == 0)
+    snprintf(buf, sizeof buf, "0");
+  else
+    snprintf(buf, sizeof buf, "%" PRId64 "%.*s", units, g_cfg.rplant_div2 - 8, "0000000000");
+  if (fmt == AMT_STRING)
+    cJSON_AddStringToObject(obj, key, buf);
+  else
+    cJSON_AddRawToObject(obj, key, buf);
 }
 
 static void hashrate_string(int64_t hs, char *out, size_t n) {
@@ -77,7 +86,9 @@ static cJSON *cpu_pool_json(const char *wallet, enum amount_fmt fmt) {
   return o;
 }
 
-/* rplant /api/walletEx/advc/<W> and /api/wallet/advc/<W>: `total` is the amount paid so far. */
+/* rplant /api/walletEx/advc/<W> and /api/wallet/advc/<W>: `total` is the amount paid so far;
+ * every amount in atomic units (10^-div2 coin, div2 from /api/dash); `payments` the most
+ * recent 50, newest first. */
 static cJSON *rplant_json(const char *wallet, enum amount_fmt fmt) {
   struct sched s;
   struct wallet_view v;
@@ -87,12 +98,40 @@ static cJSON *rplant_json(const char *wallet, enum amount_fmt fmt) {
   int64_t balance = v.accrued - unsold;
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "address", wallet);
-  add_amount(o, "balance", balance, fmt);
-  add_amount(o, "unsold", unsold, fmt);
-  add_amount(o, "unpaid", balance + unsold, fmt);
-  add_amount(o, "total", v.paid, fmt);
+  cJSON_AddStringToObject(o, "coin", "advc");
+  add_rplant_amount(o, "balance", balance, fmt);
+  add_rplant_amount(o, "unsold", unsold, fmt);
+  add_rplant_amount(o, "unpaid", balance + unsold, fmt);
+  add_rplant_amount(o, "total", v.paid, fmt);
   cJSON_AddNumberToObject(o, "hashrate", (double)v.hashrate);
   cJSON_AddNumberToObject(o, "workers", 1);
+  cJSON *payments = cJSON_AddArrayToObject(o, "payments");
+  for (int64_t k = v.n; k >= 1 && k > v.n - MAX_RPLANT_PAYMENTS; k--) {
+    char tx[65];
+    cJSON *p = cJSON_CreateObject();
+    sched_txid(&s, k, tx);
+    cJSON_AddNumberToObject(p, "time", (double)sched_payout_unix(&s, k));
+    add_rplant_amount(p, "amount", sched_amount(&s, k), fmt);
+    cJSON_AddStringToObject(p, "tx", tx);
+    cJSON_AddItemToArray(payments, p);
+  }
+  return o;
+}
+
+/* rplant /api/dash, the part its clients read: tbs.<pool key>.info.div2, the decimals of the
+ * coin's atomic units. A second coin makes a client look the key up, not take the first. */
+static cJSON *rplant_dash_json(void) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON *tbs = cJSON_AddObjectToObject(o, "tbs");
+  cJSON *advc = cJSON_AddObjectToObject(tbs, "advc");
+  cJSON_AddStringToObject(advc, "symbol", "ADVC");
+  cJSON_AddStringToObject(advc, "algo", "yespoweradvc");
+  cJSON *info = cJSON_AddObjectToObject(advc, "info");
+  cJSON_AddNumberToObject(info, "div2", g_cfg.rplant_div2);
+  cJSON *other = cJSON_AddObjectToObject(tbs, "microbitcoin");
+  cJSON_AddStringToObject(other, "symbol", "MBC");
+  cJSON_AddStringToObject(other, "algo", "power2b");
+  cJSON_AddNumberToObject(cJSON_AddObjectToObject(other, "info"), "div2", 4);
   return o;
 }
 
@@ -151,6 +190,9 @@ char *pool_body(int pool, const char *wallet, enum amount_fmt fmt, size_t *len) 
   case POOL_ZPOOL:
     if (wallet[0] == '\0') return NULL; /* YiiMP: unknown wallet -> empty body */
     o = zpool_json(wallet, fmt);
+    break;
+  case POOL_RPLANT_DASH:
+    o = rplant_dash_json();
     break;
   default:
     return NULL;

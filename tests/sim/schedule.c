@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const sim_pool_names[POOL_COUNT] = {"cpu-pool", "rplant", "zpool"};
+const char *const sim_pool_names[POOL_COUNT] = {"cpu-pool", "rplant", "zpool", "rplant-dash"};
 
 int sim_pool_from_name(const char *name) {
   if (!name) return -1;
@@ -18,8 +18,8 @@ int sim_pool_from_name(const char *name) {
 }
 
 /* Amount ranges in 1e-8 units: ADVC pools 0.1-5.0 ADVC, zpool 0.00001-0.0005 BTC. */
-static const int64_t amount_min[POOL_COUNT] = {10000000, 10000000, 1000};
-static const int64_t amount_max[POOL_COUNT] = {500000000, 500000000, 50000};
+static const int64_t amount_min[POOL_COUNT] = {10000000, 10000000, 1000, 0};
+static const int64_t amount_max[POOL_COUNT] = {500000000, 500000000, 50000, 0};
 
 #define DAY_MS INT64_C(86400000)
 

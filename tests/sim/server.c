@@ -296,6 +296,7 @@ static int route(const char *url) {
   if (strncmp(url, "/api/walletEx/advc/", 19) == 0 || strncmp(url, "/api/wallet/advc/", 17) == 0)
     return POOL_RPLANT;
   if (strcmp(url, "/api/walletEx") == 0) return POOL_ZPOOL;
+  if (strcmp(url, "/api/dash") == 0) return POOL_RPLANT_DASH;
   return -1;
 }
 
@@ -363,7 +364,7 @@ static enum MHD_Result serve_pool(struct MHD_Connection *c, struct req *r, const
     if (asprintf(&other, "%s-other", wallet) < 0) other = NULL;
     if (other) data_wallet = other;
   }
-  enum amount_fmt fmt = kind == F_STRING_AMOUNTS ? AMT_STRING : kind == F_ATOMIC ? AMT_ATOMIC : AMT_NUMBER;
+  enum amount_fmt fmt = kind == F_STRING_AMOUNTS ? AMT_STRING : kind == F_COINS ? AMT_COINS : AMT_NUMBER;
   size_t len = 0;
   char *body = pool_body(pool, data_wallet, fmt, &len);
   free(other);
@@ -426,7 +427,7 @@ static enum MHD_Result ctl_fault(struct MHD_Connection *c) {
     last = POOL_COUNT - 1;
   } else {
     first = last = sim_pool_from_name(pool_name);
-    if (first < 0) return send_error(c, 400, "pool must be cpu-pool, rplant, zpool or all");
+    if (first < 0) return send_error(c, 400, "pool must be cpu-pool, rplant, zpool, rplant-dash or all");
   }
   if (kind_name && strcmp(kind_name, "clear") == 0) {
     for (int p = first; p <= last; p++) faults_clear(p);
@@ -474,7 +475,7 @@ static enum MHD_Result ctl_fault(struct MHD_Connection *c) {
 static enum MHD_Result ctl_ledger(struct MHD_Connection *c) {
   int pool = sim_pool_from_name(arg(c, "pool"));
   const char *wallet = arg(c, "wallet");
-  if (pool < 0) return send_error(c, 400, "pool must be cpu-pool, rplant or zpool");
+  if (pool < 0 || pool == POOL_RPLANT_DASH) return send_error(c, 400, "pool must be cpu-pool, rplant or zpool");
   if (!wallet) return send_error(c, 400, "wallet is required");
   struct sched s;
   struct wallet_view v;
@@ -515,7 +516,7 @@ static enum MHD_Result ctl_ledger(struct MHD_Connection *c) {
 
 static enum MHD_Result ctl_requests(struct MHD_Connection *c) {
   int pool = sim_pool_from_name(arg(c, "pool"));
-  if (pool < 0) return send_error(c, 400, "pool must be cpu-pool, rplant or zpool");
+  if (pool < 0) return send_error(c, 400, "pool must be cpu-pool, rplant, zpool or rplant-dash");
   int64_t since = 0;
   const char *v = arg(c, "since");
   if (v && !parse_i64(v, 0, INT64_MAX, &since)) return send_error(c, 400, "since must be ms since start");

@@ -9,7 +9,9 @@
 
 #include <cJSON.h>
 
-enum sim_pool { POOL_CPU = 0, POOL_RPLANT, POOL_ZPOOL, POOL_COUNT };
+/* POOL_RPLANT_DASH is rplant's /api/dash (its metadata: the decimals of each coin), an endpoint
+ * of its own so that faults and statistics can target it apart from walletEx. */
+enum sim_pool { POOL_CPU = 0, POOL_RPLANT, POOL_ZPOOL, POOL_RPLANT_DASH, POOL_COUNT };
 /* Index used for statistics of requests that matched no pool endpoint. */
 #define POOL_OTHER POOL_COUNT
 
@@ -26,6 +28,7 @@ struct sim_config {
   bool quiet;
   int threads;              /* MHD threads: 1 = one internal epoll thread, >1 = thread pool */
   int64_t epoch;            /* unix time of sim time 0 (payout "time" fields) */
+  int rplant_div2;          /* --rplant-div2: decimals of rplant's atomic units (8..18) */
 };
 extern struct sim_config g_cfg;
 
@@ -72,7 +75,10 @@ void sched_cache_free(void);
 void fmt_units(int64_t units, char *out);
 
 /* ---- pool response bodies (pools.c) ---- */
-enum amount_fmt { AMT_NUMBER = 0, AMT_STRING, AMT_ATOMIC };
+/* AMT_NUMBER: the pool's own form (rplant: atomic units, an integer; others: coins with 8
+ * decimals); AMT_STRING: the same digits as a JSON string; AMT_COINS: rplant in coins, as
+ * before its 2024 change to atomic units. */
+enum amount_fmt { AMT_NUMBER = 0, AMT_STRING, AMT_COINS };
 /* Returns a malloc'd body (free()-able) and its length; NULL with *len = 0 means an empty body. */
 char *pool_body(int pool, const char *wallet, enum amount_fmt fmt, size_t *len);
 
@@ -89,7 +95,7 @@ enum fault_kind {
   F_HUGE,
   F_ERROR_OBJECT,
   F_STRING_AMOUNTS,
-  F_ATOMIC,
+  F_COINS,
   F_KIND_COUNT
 };
 extern const char *const fault_kind_names[F_KIND_COUNT];

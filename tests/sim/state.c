@@ -47,7 +47,7 @@ int64_t sim_advance_ms(int64_t delta) { return atomic_fetch_add(&manual_ms, delt
 
 const char *const fault_kind_names[F_KIND_COUNT] = {
     "none",      "latency",     "timeout", "status",       "empty",          "html",
-    "truncated", "wrong_miner", "huge",    "error_object", "string_amounts", "atomic"};
+    "truncated", "wrong_miner", "huge",    "error_object", "string_amounts", "coins"};
 
 int fault_kind_from_name(const char *name) {
   if (!name) return -1;

@@ -125,7 +125,10 @@ static int pg_fixture_run_(pg_fixture *f, const char *prog, const char *const *a
         snprintf(path, sizeof path, "%s", prog);
     const char *argv[32];
     int n = 0;
-    argv[n++] = prog;
+    /* The full path, not the bare name: initdb and pg_ctl find their sibling programs
+     * (postgres) from argv[0], and with a bare name they search $PATH, where Debian does
+     * not put /usr/lib/postgresql/N/bin. */
+    argv[n++] = path;
     for (int i = 0; args[i] && n < 31; i++)
         argv[n++] = args[i];
     argv[n] = NULL;

@@ -167,6 +167,14 @@ static void route_redirect(conn *k, int hops)
     respond(k, 302, extra, "moved", 5);
 }
 
+/* A redirect to an absolute URL: another port, another name for this host, or this host. */
+static void route_redirect_to(conn *k, const char *host, int port)
+{
+    char extra[128];
+    snprintf(extra, sizeof extra, "Location: http://%s:%d/hello\r\n", host, port);
+    respond(k, 302, extra, "moved", 5);
+}
+
 static void route_slow(conn *k, int ms)
 {
     k->pending = make_response(200, "", "slow", 4, &k->pending_len);
@@ -218,6 +226,10 @@ static void route(conn *k, const char *req)
         route_redirect(k, num);
     else if (strcmp(path, "/redirect-ftp") == 0)
         respond(k, 302, "Location: ftp://127.0.0.1/x\r\n", "", 0);
+    else if (sscanf(path, "/redirect-to/%d", &num) == 1)
+        route_redirect_to(k, "127.0.0.1", num);
+    else if (strcmp(path, "/redirect-host") == 0)
+        route_redirect_to(k, "localhost", k->s->port);
     else if (strcmp(path, "/many-headers") == 0)
         route_many_headers(k);
     else if (strcmp(path, "/gzip") == 0)
@@ -432,10 +444,11 @@ static char *url(const char *path)
 }
 
 /* One request on a fresh client; waits for it. */
-static void fetch(const http_options *o, const char *target, result *res)
+static void fetch_with(const http_options *o, const char *target, http_redirects redirects,
+                       result *res)
 {
     http_client *c = http_client_new(g_loop, o);
-    http_request req = {.url = target};
+    http_request req = {.url = target, .redirects = redirects};
     memset(res, 0, sizeof *res);
     g_completed = 0;
     CHECK(c && http_get(c, &req, on_done, res) == 0, "could not start %s", target);
@@ -444,6 +457,11 @@ static void fetch(const http_options *o, const char *target, result *res)
     CHECK(http_in_flight(c) == 0, "in_flight %zu after completion", http_in_flight(c));
     http_client_free(c);
     CHECK(res->called == 1, "callback called again by free for %s", target);
+}
+
+static void fetch(const http_options *o, const char *target, result *res)
+{
+    fetch_with(o, target, HTTP_REDIRECTS_NONE, res);
 }
 
 /* ======================================================================================
@@ -606,33 +624,80 @@ static void test_gzip(void)
     result_clear(&r);
 }
 
-static void test_redirects(void)
+/* Same-host redirects are followed (up to max_redirects), only over http(s). */
+static void test_redirects_same_host(void)
 {
     result r;
-    fetch(NULL, url("/redirect/3"), &r);  /* exactly the default limit of 3 */
+    const http_redirects same = HTTP_REDIRECTS_SAME_HOST;
+    fetch_with(NULL, url("/redirect/3"), same, &r);  /* exactly the default limit of 3 */
     CHECK(r.ok && r.status == 200 && strcmp(r.body, "landed") == 0,
           "3 hops: ok=%d status=%ld body=%s err=%s", r.ok, r.status, r.body, r.error);
     CHECK(result_header(&r, "x-final") != NULL, "final response headers present");
     CHECK(result_header(&r, "x-hop") == NULL, "redirect headers leaked into final response");
     CHECK(result_header(&r, "location") == NULL, "location header leaked");
     result_clear(&r);
-    fetch(NULL, url("/redirect/4"), &r);
+    char self[64];
+    snprintf(self, sizeof self, "/redirect-to/%d", g_srv.port);
+    fetch_with(NULL, url(self), same, &r);  /* an absolute URL naming this host and port */
+    CHECK(r.ok && r.status == 200 && strcmp(r.body, "hello world") == 0,
+          "absolute same-host redirect: ok=%d status=%ld err=%s", r.ok, r.status, r.error);
+    result_clear(&r);
+    fetch_with(NULL, url("/redirect/4"), same, &r);
     CHECK(r.ok == 0 && r.error && strstr(r.error, "edirect"), "4 hops: ok=%d err=%s", r.ok,
           r.error);
     printf("  too many redirects error: %s\n", r.error ? r.error : "(null)");
     result_clear(&r);
-    fetch(NULL, url("/redirect-ftp"), &r);
+    fetch_with(NULL, url("/redirect-ftp"), same, &r);
     CHECK(r.ok == 0, "redirect to ftp:// must not be followed: ok=%d", r.ok);
     printf("  ftp redirect error: %s\n", r.error ? r.error : "(null)");
     result_clear(&r);
     http_options o;
     http_options_defaults(&o);
     o.max_redirects = 0;
-    fetch(&o, url("/redirect/1"), &r);
+    fetch_with(&o, url("/redirect/1"), same, &r);
     CHECK(r.ok && r.status == 302, "max_redirects=0 returns the 3xx: ok=%d status=%ld", r.ok,
           r.status);
-    CHECK(result_header(&r, "x-hop") != NULL, "3xx headers reported");
     result_clear(&r);
+}
+
+/* The default follows nothing: the 3xx itself is the response, for the caller to fail. */
+static void test_redirects_not_followed(void)
+{
+    result r;
+    int reqs0 = g_srv.requests;
+    fetch(NULL, url("/redirect/1"), &r);
+    CHECK(r.ok && r.status == 302 && strcmp(r.body, "moved") == 0,
+          "default returns the 3xx: ok=%d status=%ld body=%s", r.ok, r.status, r.body);
+    CHECK(result_header(&r, "x-hop") != NULL, "3xx headers reported");
+    CHECK(g_srv.requests - reqs0 == 1, "the redirect was followed: %d requests",
+          g_srv.requests - reqs0);
+    result_clear(&r);
+}
+
+/* An answer from another port or another host name is a failure, never a response. */
+static void test_redirects_off_host(void)
+{
+    server other;
+    server_start(&other, g_loop);
+    char path[64];
+    snprintf(path, sizeof path, "/redirect-to/%d", other.port);
+    const char *targets[] = {path, "/redirect-host"};
+    for (size_t i = 0; i < 2; i++) {
+        result r;
+        fetch_with(NULL, url(targets[i]), HTTP_REDIRECTS_SAME_HOST, &r);
+        CHECK(r.ok == 0 && r.error && strstr(r.error, "redirected off 127.0.0.1:"),
+              "%s: ok=%d status=%ld err=%s", targets[i], r.ok, r.status, r.error);
+        CHECK(r.body_len == 0 && r.n_headers == 0, "%s: the other host's answer leaked",
+              targets[i]);
+        printf("  off-host error: %s\n", r.error ? r.error : "(null)");
+        result_clear(&r);
+        fetch(NULL, url(targets[i]), &r);
+        CHECK(r.ok && r.status == 302, "%s without same-host: ok=%d status=%ld", targets[i],
+              r.ok, r.status);
+        result_clear(&r);
+    }
+    CHECK(other.requests <= 1, "other server asked %d times", other.requests);
+    server_stop(&other);
 }
 
 static void test_interim_response_headers_reset(void)
@@ -813,7 +878,9 @@ int main(void)
         {"keep-alive reuse", test_keepalive_reuse},
         {"sequential from callback", test_sequential_from_callback},
         {"gzip decoded", test_gzip},
-        {"redirects", test_redirects},
+        {"redirects: none by default", test_redirects_not_followed},
+        {"redirects: same host followed", test_redirects_same_host},
+        {"redirects: off the host fail", test_redirects_off_host},
         {"1xx headers reset", test_interim_response_headers_reset},
         {"free cancels in-flight", test_free_cancels_in_flight},
         {"free from callback", test_free_from_callback},

@@ -2,6 +2,7 @@
  * of a failing pool, backoff, circuit breaking and recovery, Retry-After. Deterministic: no
  * real time is involved. */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -261,6 +262,76 @@ static void test_remove_in_flight(void)
     sim_free(m);
 }
 
+/* zpool's case: one request per 65 s and payouts that stay listed for 24 h, of which the
+ * pool script allows 20 h. 1107 accounts fit (1107 x 65 = 71955 s); with 1108 a round takes
+ * 72020 s and the scheduler must say so. Simulated, the warning is the truth: below the
+ * capacity no account waits longer than max_interval between two polls, above it some do. */
+static void test_max_interval_capacity(void)
+{
+    sched_pool_limits zpool = {.concurrency = 1, .per_second = 1.0 / 65, .max_interval = 72000};
+    for (int extra = 0; extra <= 1; extra++) {
+        sim *m = sim_new(60);
+        scheduler_set_pool(m->s, 0, &zpool);
+        m->pools[0] = (fake_pool){.latency = 0.5, .result = SCHED_OK};
+        uint32_t n = 1107 + (uint32_t)extra;
+        sim_add(m, 0, 0, n);
+        sched_pool_status st;
+        scheduler_pool_status(m->s, 0, &st);
+        CHECK(st.capacity == 1107, "capacity %zu, expected 1107 (72000 s / 65 s)", st.capacity);
+        CHECK(st.max_interval == 72000, "max_interval %.0f", st.max_interval);
+        CHECK(st.exceeds_max == (extra == 1), "%u accounts: exceeds_max %d", n, st.exceeds_max);
+        sim_run_until(m, 3 * 72100.0);
+        double lo, hi;
+        gaps_of_pool(m, 0, 0, &lo, &hi);
+        if (extra)
+            CHECK(hi > 72000, "%u accounts: longest gap %.0f s should exceed 72000", n, hi);
+        else
+            CHECK(hi <= 72000, "%u accounts: longest gap %.0f s exceeds 72000", n, hi);
+        sim_free(m);
+    }
+    /* Removing an account brings the pool back within its max_interval. */
+    sim *m = sim_new(60);
+    scheduler_set_pool(m->s, 0, &zpool);
+    sim_add(m, 0, 0, 1108);
+    scheduler_remove(m->s, 1107);
+    sched_pool_status st;
+    scheduler_pool_status(m->s, 0, &st);
+    CHECK(!st.exceeds_max && st.accounts == 1107, "after a removal: %zu accounts, exceeds %d",
+          st.accounts, st.exceeds_max);
+    sim_free(m);
+}
+
+/* A base interval longer than max_interval cannot be met by any number of accounts; a pool
+ * without max_interval, or without a rate limit, is never over it. */
+static void test_max_interval_edges(void)
+{
+    sim *m = sim_new(7200);
+    scheduler_set_pool(m->s, 0, &(sched_pool_limits){.max_interval = 3600});
+    scheduler_set_pool(m->s, 1, &(sched_pool_limits){.per_second = 1});
+    scheduler_set_pool(m->s, 2, &(sched_pool_limits){.per_second = 1, .max_interval = 10});
+    sim_add(m, 0, 0, 1);
+    sim_add(m, 1, 1, 4000);
+    sched_pool_status st;
+    scheduler_pool_status(m->s, 0, &st);
+    CHECK(st.capacity == 0 && st.exceeds_max, "interval 7200 > max 3600: capacity %zu",
+          st.capacity);
+    scheduler_pool_status(m->s, 1, &st);
+    CHECK(st.max_interval == 0 && st.capacity == SIZE_MAX && !st.exceeds_max,
+          "no max_interval: capacity %zu exceeds %d", st.capacity, st.exceeds_max);
+    scheduler_pool_status(m->s, 2, &st);
+    CHECK(st.capacity == 0 && st.exceeds_max == false, "no accounts: exceeds %d", st.exceeds_max);
+    scheduler_set_base_interval(m->s, 5);
+    scheduler_pool_status(m->s, 2, &st);
+    CHECK(st.capacity == 10, "10 s at 1/s: capacity %zu (an exact product must not round down)",
+          st.capacity);
+    scheduler_set_pool(m->s, 3, &(sched_pool_limits){.max_interval = 100});
+    sim_add(m, 3, 4001, 50);
+    scheduler_pool_status(m->s, 3, &st);
+    CHECK(st.capacity == SIZE_MAX && !st.exceeds_max, "no rate limit: capacity %zu exceeds %d",
+          st.capacity, st.exceeds_max);
+    sim_free(m);
+}
+
 int main(void)
 {
     test_spread_and_cadence();
@@ -270,5 +341,7 @@ int main(void)
     test_probe_with_account_failure_closes_breaker();
     test_retry_after_pauses_pool();
     test_remove_in_flight();
+    test_max_interval_capacity();
+    test_max_interval_edges();
     return check_summary();
 }

@@ -57,7 +57,7 @@ static void write_parse_pool(const char *name, const char *body)
     write_pool(name, src);
 }
 
-static const char *WALLET = "AXb7Kc2R9mQwE4tYuP3sLdF6gH8jN1vZ";
+static const char *WALLET = "AGwBxFjnhMYit2YBRQpEx4WbPpJad9VNAy";
 
 /* Polls pool `name` once with a small JSON body; returns the error (static) or NULL. */
 static const char *poll_error(script_runtime *rt, const char *name, const char *body)
@@ -69,6 +69,20 @@ static const char *poll_error(script_runtime *rt, const char *name, const char *
     int pool = script_pool_find(rt, name);
     CHECK(pool >= 0, "pool %s not loaded", name);
     int rc = script_poll(rt, pool, &a, &r, &out);
+    snprintf(error, sizeof error, "%s", rc ? out.error : "");
+    poll_outcome_clear(&out);
+    return rc ? error : NULL;
+}
+
+/* poll_error for a body that may hold NUL bytes. */
+static const char *poll_error_bytes(script_runtime *rt, const char *name, const char *body,
+                                    size_t len)
+{
+    static char error[1024];
+    script_response r = {.status = 200, .body = body, .body_len = len};
+    script_account a = {.player_id = 1, .wallet = WALLET};
+    poll_outcome out;
+    int rc = script_poll(rt, script_pool_find(rt, name), &a, &r, &out);
     snprintf(error, sizeof error, "%s", rc ? out.error : "");
     poll_outcome_clear(&out);
     return rc ? error : NULL;
@@ -224,15 +238,39 @@ static void test_hostile_json(void)
                "    if not r.json then return nil, 'bad json: ' .. r.json_error end\n"
                "    if r.json.null_field ~= m2p.null then return nil, 'null lost' end\n"
                "    return { paid = r.json.paid } end }\n");
+    write_pool("kind",
+               "return { currency = 'ADVC',\n"
+               "  request = function(w) return { url = 'http://127.0.0.1/' .. w } end,\n"
+               "  parse = function(r)\n"
+               "    local obj, why = m2p.json_object(r)\n"
+               "    return nil, tostring(r.json_type) .. ': ' .. tostring(why) end }\n");
     script_runtime *rt = load(0, 0, false);
     if (!rt)
         return;
+    /* After the bridge an array is a table too: json_type tells, and json_object refuses it. */
+    CHECK_CONTAINS(poll_error(rt, "kind", "[{\"paid\": 1}]"),
+                   "array: response is not a JSON object (got an array)");
+    CHECK_CONTAINS(poll_error(rt, "kind", " []"), "array: response is not a JSON object");
+    CHECK_CONTAINS(poll_error(rt, "kind", "{}"), "object: nil");
+    CHECK_CONTAINS(poll_error(rt, "kind", "\"text\""), "string: response is not a JSON object");
+    CHECK_CONTAINS(poll_error(rt, "kind", "null"), "null: response is not a JSON object");
     char deep[512] = "";
     for (int i = 0; i < 100; i++)
         strcat(deep, "[");
     CHECK_CONTAINS(poll_error(rt, "echo", deep), "bad json");
     CHECK_CONTAINS(poll_error(rt, "echo", "{\"paid\": 1, \"null_field\": nu"),
-                   "invalid JSON at byte 26 of 28");
+                   "truncated JSON (28 bytes)");
+    CHECK_CONTAINS(poll_error(rt, "echo", "{\"paid\": 1, \"null_field\": \"cut her"),
+                   "truncated JSON (34 bytes)");
+    CHECK_CONTAINS(poll_error(rt, "echo", "{\"paid\": 1]"), "invalid JSON at byte 10 of 11");
+    CHECK_CONTAINS(poll_error(rt, "echo", "{\"paid\": 1, \"m\": \"w\\u0000evil\", \"null_field\": null}"),
+                   "NUL character in the JSON at byte 19 of");
+    /* An escaped backslash followed by the text u0000 is no NUL. */
+    CHECK(poll_error(rt, "echo", "{\"paid\": 1, \"m\": \"w\\\\u0000\", \"null_field\": null}") == NULL,
+          "an escaped backslash before u0000 was taken for a NUL");
+    static const char raw_nul[] = "{\"paid\": 1, \"m\": \"w\0evil\", \"null_field\": null}";
+    CHECK_CONTAINS(poll_error_bytes(rt, "echo", raw_nul, sizeof raw_nul - 1),
+                   "NUL character in the JSON at byte 19 of");
     CHECK_CONTAINS(poll_error(rt, "echo", "<html>502 Bad Gateway</html>"), "invalid JSON at byte 0");
     CHECK_CONTAINS(poll_error(rt, "echo", "{\"paid\": \"abc\", \"null_field\": null}"),
                    "observation.paid: not a decimal number");
@@ -259,9 +297,9 @@ static void test_wallet_validation(void)
     if (!rt)
         return;
     static const char *const bad[] = {
-        "", "short", "AXb7Kc2R9mQwE4tYuP3s LdF6gH8jN1vZ", "../../../../etc/passwd/AAAAAAAAAAA",
-        "AXb7Kc2R9mQwE4tYuP3sLdF6?x=1&y=2AAAA", "AXb7Kc2R9mQwE4tYuP3sLdF6gH8jN1vZ\r\nHost: evil",
-        "AXb7Kc2R9mQwE4tYuP3sLdF6gH8jN1vZ\"'<>",
+        "", "short", "AGwBxFjnhMYit2YBRQpE x4WbPpJad9VNAy", "../../../../etc/passwd/AAAAAAAAAAA",
+        "AGwBxFjnhMYit2YBRQpEx4Wb?x=1&y=2AAAA", "AGwBxFjnhMYit2YBRQpEx4WbPpJad9VNAy\r\nHost: evil",
+        "AGwBxFjnhMYit2YBRQpEx4WbPpJad9VNAy\"'<>",
         "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
         "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", /* 129 characters */
     };
@@ -273,9 +311,58 @@ static void test_wallet_validation(void)
         CHECK_CONTAINS(err, "invalid wallet");
     }
     CHECK(script_request_build(rt, 0, WALLET, &req, err, sizeof err) == 0, "good wallet: %s", err);
-    CHECK(req.url && strcmp(req.url, "http://127.0.0.1/AXb7Kc2R9mQwE4tYuP3sLdF6gH8jN1vZ") == 0,
+    CHECK(req.url && strcmp(req.url, "http://127.0.0.1/AGwBxFjnhMYit2YBRQpEx4WbPpJad9VNAy") == 0,
           "url %s", req.url ? req.url : "(null)");
     script_request_clear(&req);
+    script_runtime_free(rt);
+    remove_pools();
+}
+
+/* Address checks through the C interface (script_wallet_check, script_request_build) with the
+ * prelude's helpers on OpenSSL's SHA-256: the canonical form comes back, a refused wallet
+ * comes back as "invalid wallet: <reason>" and never reaches request(). */
+static void test_wallet_addresses(void)
+{
+    write_pool("advc", "return { currency = 'ADVC', wallet_pattern = m2p.advc_address,\n"
+                       "  request = function(w) return { url = 'http://127.0.0.1/' .. w } end,\n"
+                       "  parse = function(r) return { paid = 1 } end }\n");
+    write_pool("btc", "return { currency = 'BTC', wallet_pattern = m2p.btc_address,\n"
+                      "  request = function(w) return { url = 'http://127.0.0.1/' .. w } end,\n"
+                      "  parse = function(r) return { paid = 1 } end }\n");
+    write_parse_pool("hashes",
+                     "assert(m2p.sha256('abc') == 'ba7816bf8f01cfea414140de5dae2223'\n"
+                     "  .. 'b00361a396177a9cb410ff61f20015ad', 'sha256 of abc')\n"
+                     "assert(#m2p.sha256(string.rep('a', 65536)) == 64)\n"
+                     "assert(not pcall(m2p.sha256, string.rep('a', 65537)), 'input cap')");
+    script_runtime *rt = load(0, 0, false);
+    if (!rt)
+        return;
+    int advc = script_pool_find(rt, "advc"), btc = script_pool_find(rt, "btc");
+    char canonical[300], err[256];
+    CHECK(script_wallet_check(rt, advc, WALLET, canonical, sizeof canonical, err, sizeof err) == 0,
+          "ADVC wallet: %s", err);
+    CHECK(strcmp(canonical, WALLET) == 0, "canonical %s", canonical);
+    CHECK(script_wallet_check(rt, advc, "AGwBxFjnhMYit2YBRQpEx4WbPpJad9VNA", canonical,
+                              sizeof canonical, err, sizeof err) != 0,
+          "a truncated ADVC wallet was accepted");
+    CHECK_CONTAINS(err, "invalid wallet: bad base58check checksum");
+    CHECK(script_wallet_check(rt, btc, "BC1QAR0SRRR7XFKVY5L643LYDNW9RE59GTZZWF5MDQ", canonical,
+                              sizeof canonical, err, sizeof err) == 0,
+          "upper-case bech32: %s", err);
+    CHECK(strcmp(canonical, "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq") == 0, "canonical %s",
+          canonical);
+    script_request req;
+    CHECK(script_request_build(rt, btc, WALLET, &req, err, sizeof err) != 0,
+          "an ADVC address was polled on a BTC pool");
+    CHECK_CONTAINS(err, "invalid wallet: version 23 is not a Bitcoin mainnet address");
+    CHECK(script_request_build(rt, btc, "BC1QAR0SRRR7XFKVY5L643LYDNW9RE59GTZZWF5MDQ", &req, err,
+                               sizeof err) == 0,
+          "upper-case bech32 request: %s", err);
+    const char *url = "http://127.0.0.1/bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq";
+    CHECK(req.url && strcmp(req.url, url) == 0, "url %s", req.url ? req.url : "(null)");
+    script_request_clear(&req);
+    const char *e = poll_error(rt, "hashes", "{}");
+    CHECK(e == NULL, "m2p.sha256 in the engine: %s", e ? e : "");
     script_runtime_free(rt);
     remove_pools();
 }
@@ -296,6 +383,7 @@ int main(void)
     test_memory_ceiling();
     test_hostile_json();
     test_wallet_validation();
+    test_wallet_addresses();
     rmdir(pools_dir);
     return check_summary();
 }
