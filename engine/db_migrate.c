@@ -27,6 +27,8 @@ static const migration migrations[] = {
     {2, "002_engine_state.sql"},
     {3, "003_held_awards.sql"},
     {4, "004_wallet_claims.sql"},
+    {5, "005_rplant_units_rebaseline.sql"},
+    {6, "006_claims_checked_at_commit.sql"},
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 

@@ -99,16 +99,7 @@ static bool row_player(const db_result *r, int row, player *out)
     out->id = strtoll(db_value(r, row, 0), NULL, 10);
     out->username = strdup(db_value(r, row, 1));
     out->wallet = db_is_null(r, row, 2) ? NULL : strdup(db_value(r, row, 2));
-    cJSON *wallets = cJSON_Parse(db_value(r, row, 3));
-    int n = cJSON_IsObject(wallets) ? cJSON_GetArraySize(wallets) : 0;
-    out->wallets = n ? calloc((size_t)n, sizeof *out->wallets) : NULL;
-    for (const cJSON *w = n ? wallets->child : NULL; w; w = w->next) {
-        if (!cJSON_IsString(w))
-            continue;
-        out->wallets[out->n_wallets].pool = strdup(w->string);
-        out->wallets[out->n_wallets++].wallet = strdup(w->valuestring);
-    }
-    cJSON_Delete(wallets);
+    player_set_wallets_json(out, db_value(r, row, 3));
     return strcmp(db_value(r, row, 4), "t") == 0;
 }
 
@@ -326,6 +317,15 @@ static void on_commit(void *user, const db_result *r)
     account_call *c = user;
     if (!r->ok) {
         log_message(LOG_WARNING, "commit_failed", "%s", r->error);
+        c->commit_done(c->ctx, COMMIT_FAILED, 0, NULL);
+        free(c);
+    } else if (r->rows == 1 && !db_is_null(r, 0, 0) && strcmp(db_value(r, 0, 0), "-1") == 0) {
+        /* The wallet's claim moved to another player since the account was loaded: nothing
+         * was written. A failed commit makes the engine load the account again, and the load
+         * decides the claim (and refuses the account). */
+        log_message(LOG_WARNING, "commit_refused",
+                    "player %s on %s: the wallet is claimed by another player now; nothing stored",
+                    c->player, c->pool);
         c->commit_done(c->ctx, COMMIT_FAILED, 0, NULL);
         free(c);
     } else if (r->rows == 1 && !db_is_null(r, 0, 0)) {

@@ -15,6 +15,7 @@
 #include "script.h"
 #include "scripttest.h"
 #include "settings.h"
+#include "wallet_report.h"
 
 #define EXIT_USAGE 2
 
@@ -36,6 +37,7 @@ typedef struct cli {
     int n_paths;
     const char *record_file; /* --probe --record FILE */
     bool watch;              /* --script-test --watch */
+    bool check_wallets;      /* --check-wallets: --check, then the database's wallets */
     held_action held;        /* MODE_HELD: which command */
     const char *held_id;     /* --release-held / --reject-held ID */
     bool explicit_dir[2];    /* --pools, --scripts given (not the defaults) */
@@ -54,7 +56,11 @@ static void print_usage(FILE *out)
           "  --script-test [PATH...]  pool scripts against recorded fixtures (files or\n"
           "                           directories of *.json; default tests/fixtures); with\n"
           "                           --watch, again whenever a script or fixture changes\n"
-          "  --check                  load and validate every script; non-zero if any is broken\n"
+          "  --check                  load and validate every script; non-zero if any is broken;\n"
+          "                           with --accounts FILE also the file's wallets (exit 4:\n"
+          "                           some account's wallet would be refused)\n"
+          "  --check-wallets          --check, then every account's wallet in the database:\n"
+          "                           invalid ones and other players' wallets (exit 4)\n"
           "  --migrate                apply pending database schema migrations and exit\n"
           "  --list-held              awards held for review (above MAX_AWARD_ADVC or\n"
           "                           MAX_AWARD_FACTOR): id, player, pool, amounts, why\n"
@@ -88,13 +94,14 @@ static int parse_cli(int argc, char **argv, cli *c)
 {
     enum { O_ONCE = 256, O_DRY_RUN, O_PROBE, O_SCRIPT_TEST, O_CHECK, O_ACCOUNTS, O_ENV_FILE,
            O_POOLS, O_SCRIPTS, O_VERSION, O_MIGRATE, O_RECORD, O_WATCH, O_LIST_HELD,
-           O_RELEASE_HELD, O_REJECT_HELD };
+           O_RELEASE_HELD, O_REJECT_HELD, O_CHECK_WALLETS };
     static const struct option options[] = {
         {"once", no_argument, NULL, O_ONCE},
         {"dry-run", no_argument, NULL, O_DRY_RUN},
         {"probe", no_argument, NULL, O_PROBE},
         {"script-test", no_argument, NULL, O_SCRIPT_TEST},
         {"check", no_argument, NULL, O_CHECK},
+        {"check-wallets", no_argument, NULL, O_CHECK_WALLETS},
         {"migrate", no_argument, NULL, O_MIGRATE},
         {"list-held", no_argument, NULL, O_LIST_HELD},
         {"release-held", required_argument, NULL, O_RELEASE_HELD},
@@ -117,6 +124,10 @@ static int parse_cli(int argc, char **argv, cli *c)
         case O_PROBE: c->mode = MODE_PROBE; break;
         case O_SCRIPT_TEST: c->mode = MODE_SCRIPT_TEST; break;
         case O_CHECK: c->mode = MODE_CHECK; break;
+        case O_CHECK_WALLETS:
+            c->mode = MODE_CHECK;
+            c->check_wallets = true;
+            break;
         case O_MIGRATE: c->mode = MODE_MIGRATE; break;
         case O_LIST_HELD:
         case O_RELEASE_HELD:
@@ -211,7 +222,7 @@ static bool script_dirs_usable(const cli *c)
     return ok;
 }
 
-static int run_check(const script_options *opts)
+static int run_check(const script_options *opts, const cli *c, const config *cfg)
 {
     char err[1024];
     script_runtime *rt = script_runtime_new(opts, err, sizeof err);
@@ -228,8 +239,17 @@ static int run_check(const script_options *opts)
                p->enabled ? "" : ", disabled");
     }
     printf("ok   %s/convert.lua, %s/rewards.lua\n", opts->scripts_dir, opts->scripts_dir);
+    fflush(stdout);
+    int status = errors ? 1 : 0;
+    /* Then, with players to look at, whose wallets the engine would refuse (exit 4). */
+    int wallets = 0;
+    if (c->run.accounts_file)
+        wallets = wallet_report_file(rt, c->run.accounts_file, stdout, stderr);
+    else if (c->check_wallets)
+        wallets = wallet_report_database(rt, config_string(cfg, CFG_DATABASE_URL), stdout,
+                                         stderr);
     script_runtime_free(rt);
-    return errors ? 1 : 0;
+    return status || wallets == 1 ? 1 : wallets;
 }
 
 static int run_script_test(const cli *c)
@@ -262,7 +282,7 @@ static int run_configured(const cli *c)
         log_configure(LOG_INFO, LOG_FORMAT_TEXT, stderr);
         script_options opts;
         settings_script_options(cfg, c->run.pools_dir, c->run.scripts_dir, &opts);
-        status = run_check(&opts);
+        status = run_check(&opts, c, cfg);
         config_free(cfg);
         return status;
     }

@@ -317,6 +317,16 @@ local function check_observation(path, obs)
   if obs.payouts ~= nil and obs.payouts ~= m2p.null then
     out.payouts = check_payouts(path, obs.payouts)
   end
+  -- The scale of the amounts (rplant: "div2=8"): when it changes the rules take a new
+  -- baseline rather than compare amounts in different units.
+  local unit = obs.unit
+  if unit ~= nil and unit ~= m2p.null then
+    if type(unit) ~= "string" or #unit == 0 or #unit > 64 or unit:find("[^\32-\126]") then
+      fail(path, "observation.unit must be a string of 1-64 printable characters (got %s)",
+           describe(unit))
+    end
+    out.unit = unit
+  end
   if out.paid == nil and out.payouts == nil and out.paid24h == nil then
     fail(path, "observation has no payout counter (paid, payouts or paid24h)")
   end
@@ -396,9 +406,16 @@ local function wallet_id(wallet)
 end
 
 local function context(pool, account)
+  -- The id comes from the canonical form (docs/scripting.md, Wallets: bech32 lower-cased), so
+  -- one wallet typed in another letter case keeps its award keys. (pipeline.to_advc passes
+  -- no wallet: there is nothing to check.)
+  local canonical = account.wallet
+  if type(canonical) == "string" and canonical ~= "" then
+    canonical = checked_wallet(pool, canonical)
+  end
   local ctx = { pool = pool.name, currency = pool.currency, player_id = account.player_id,
                 username = account.username, wallet = account.wallet,
-                wallet_id = wallet_id(account.wallet), now = os.time() }
+                wallet_id = wallet_id(canonical), now = os.time() }
   function ctx.to_advc(amount)
     local advc = rules.convert.to_advc(amount, pool.currency, ctx)
     if type(advc) ~= "number" or advc ~= advc or advc < 0 or advc == math.huge then

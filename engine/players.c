@@ -144,6 +144,20 @@ int players_load_file(const char *path, player_list *out, char *err, size_t errl
     return 0;
 }
 
+void player_set_wallets_json(player *p, const char *json)
+{
+    cJSON *wallets = cJSON_Parse(json);
+    int n = cJSON_IsObject(wallets) ? cJSON_GetArraySize(wallets) : 0;
+    p->wallets = n ? calloc((size_t)n, sizeof *p->wallets) : NULL;
+    for (const cJSON *w = n ? wallets->child : NULL; w; w = w->next) {
+        if (!cJSON_IsString(w))
+            continue;
+        p->wallets[p->n_wallets].pool = strdup(w->string);
+        p->wallets[p->n_wallets++].wallet = strdup(w->valuestring);
+    }
+    cJSON_Delete(wallets);
+}
+
 const char *player_wallet_for(const player *p, const char *pool)
 {
     for (size_t i = 0; i < p->n_wallets; i++)

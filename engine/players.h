@@ -30,6 +30,10 @@ typedef struct player_list {
  * Every entry is checked; an error names the file, the entry and the field. */
 int players_load_file(const char *path, player_list *out, char *err, size_t errlen);
 
+/* Sets p's per-pool wallets from the database's JSON object {"pool": "wallet", ...}
+ * (entries that are not strings are ignored). */
+void player_set_wallets_json(player *p, const char *json);
+
 /* The wallet to poll for `pool`: the override if any, else the default (NULL: none). */
 const char *player_wallet_for(const player *p, const char *pool);
 

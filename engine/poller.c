@@ -10,10 +10,13 @@
  *
  * Accounts exist once per (player, pool) and are "active" (scheduled) while the player is
  * present, the pool enabled, the player has a wallet for it and this engine owns it; an
- * active account whose wallet is invalid or another player's is parked instead (see "Wallet
- * refusals"). Every deactivation bumps the account's epoch, so a poll in flight at the time
- * finishes without touching the account. Script generations are reference counted: a reload
- * swaps in a new one while polls that started with the old one finish with it.
+ * active account whose wallet is invalid or another player's is parked instead (see
+ * poller_wallets.c). Every deactivation bumps the account's epoch, so a poll in flight at the
+ * time finishes without touching the account. Script generations are reference counted: a
+ * reload swaps in a new one while polls that started with the old one finish with it.
+ *
+ * The structures live in poller_internal.h, shared with poller_wallets.c (wallet refusals) and
+ * poller_pacing.c (max_interval warnings); the in-memory store is store_memory.c.
  */
 #include "poller.h"
 
@@ -26,132 +29,10 @@
 #include <time.h>
 
 #include "log.h"
+#include "poller_internal.h"
 #include "pool_metadata.h"
 #include "scheduler.h"
 #include "wallet_owners.h"
-
-#define MAX_POOL_SLOTS 256
-#define WALLET_TEXT_MAX 1024 /* canonical wallets; the pipeline refuses any over 256 bytes */
-#define RECHECKS_PER_CYCLE 1000 /* refused duplicates re-checked per polling cycle, at most */
-
-/* Why an active account is parked instead of scheduled. */
-enum { REFUSED_NONE, REFUSED_INVALID, REFUSED_DUPLICATE };
-
-typedef struct generation {
-    script_runtime *rt;
-    int refs;
-} generation;
-
-/* A pool as the poller knows it across generations (matched by name). */
-typedef struct pool_slot {
-    char *name;
-    int script_index; /* in the current generation; -1 when gone or disabled */
-    pool_metrics *metrics;
-    uint64_t attempts, successes; /* for --once's "failed entirely" */
-    bool pacing_warned; /* pool_interval_exceeds_max was said for the current state */
-} pool_slot;
-
-typedef struct account {
-    uint32_t player;
-    uint16_t slot;
-    bool active;
-    bool loaded; /* state and version are what the store holds */
-    bool in_flight;
-    uint8_t refused;      /* REFUSED_*: not scheduled, see "Wallet refusals" */
-    bool canonical_differs; /* the wallet check's canonical form is not the wallet itself */
-    uint16_t checked_gen; /* generation (gen_seq) whose wallet check the wallet last passed */
-    uint32_t refusal_logged; /* hash of the refusal last logged (0: none): said once */
-    uint32_t epoch;
-    long long version;
-    uint64_t observation_hash;
-    double last_snapshot; /* ev_now() of the last snapshot this engine stored */
-    char *state_json;
-    award_history history; /* paid awards so far, as the store had them plus since */
-} account;
-
-/* A player and the accounts created for it (one per pool it has had a wallet on). */
-typedef struct player_entry {
-    player p;
-    bool present;
-    bool seen; /* put since poller_sweep_begin */
-    uint32_t *accounts;
-    uint16_t n_accounts;
-} player_entry;
-
-typedef struct poll_ctx {
-    poller *p;
-    uint32_t account;
-    uint32_t epoch;
-    generation *gen;
-    int script_index;
-    double started;
-    char *previous_state; /* the state this poll's decision was based on */
-    uint64_t observation_hash;
-    poll_outcome outcome;
-    hold_reason *held; /* per award, when the limits held any; else NULL */
-    char **held_why;   /* the explanation of each held award (NULL = paid) */
-} poll_ctx;
-
-struct poller {
-    struct ev_loop *loop;
-    poller_options opts;
-    http_client *http;
-    pool_metadata *metadata; /* pools' metadata requests, through `http` */
-    scheduler *sched;
-    metrics metrics;
-    generation *gen;
-    pool_slot slots[MAX_POOL_SLOTS];
-    size_t n_slots;
-    player_entry *players;
-    size_t n_players, players_cap, players_present;
-    uint32_t *player_index; /* open addressing on player id: index + 1, 0 = empty */
-    size_t player_index_cap;
-    account_store *store;
-    account_owner_fn owns;
-    void *owns_user;
-    account *accounts;
-    size_t n_accounts, accounts_cap;
-    uint16_t gen_seq;          /* bumped on every reload: wallets are checked again */
-    wallet_owners *owners;     /* stores that do not claim wallets: who owns one, in-process */
-    size_t refused_duplicates; /* accounts parked as another player's wallet */
-    size_t recheck_cursor;
-    size_t in_flight; /* polls started and not finished (load, HTTP or commit) */
-    ev_timer wake, cycle, deadline;
-    bool started, stopping, pumping, finished;
-    bool abandoned; /* stop deadline passed with polls still waiting on the store */
-    void (*on_finished)(void *);
-    void *on_finished_user;
-    void (*status)(void *, cJSON *);
-    void *status_user;
-    award_limits limits;
-};
-
-/* ============================================================== Memory store */
-
-static void memory_load(account_store *self, int64_t player_id, const char *pool,
-                        const char *wallet, const char *canonical, load_done_fn done, void *ctx)
-{
-    (void)self;
-    (void)player_id;
-    (void)pool;
-    (void)wallet;
-    (void)canonical;
-    stored_account none = {.found = false};
-    done(ctx, true, &none);
-}
-
-static void memory_commit(account_store *self, const poll_commit *c, commit_done_fn done,
-                          void *ctx)
-{
-    (void)self;
-    done(ctx, COMMIT_OK, c->version + 1, NULL);
-}
-
-account_store *account_store_memory(void)
-{
-    static account_store store = {memory_load, memory_commit, false};
-    return &store;
-}
 
 /* ================================================================= Generations */
 
@@ -247,16 +128,6 @@ static void player_clear(player *pl)
 
 /* ==================================================================== Accounts */
 
-static const player *player_of(const poller *p, uint32_t id)
-{
-    return &p->players[p->accounts[id].player].p;
-}
-
-static const char *wallet_of(const poller *p, uint32_t id)
-{
-    return player_wallet_for(player_of(p, id), p->slots[p->accounts[id].slot].name);
-}
-
 static uint32_t account_for(poller *p, uint32_t player, uint16_t slot)
 {
     player_entry *e = &p->players[player];
@@ -274,62 +145,7 @@ static uint32_t account_for(poller *p, uint32_t player, uint16_t slot)
     return id;
 }
 
-/* ============================================================ Wallet refusals
- *
- * An active account whose wallet the pool's wallet check refuses, or whose wallet belongs to
- * another player on that pool, is parked: out of the scheduler, never near request building
- * or HTTP. It is said once (wallet_refused) per change of the players row; a reload or a
- * re-check logs again only when the outcome changes. Invalid wallets wait for a new row or a
- * new script generation; another player's wallet is re-checked now and then, quietly, so it
- * is picked up once its owner has moved on. Who owns a wallet: the store decides when it
- * claims wallets (the database, durable and shared by every engine); otherwise the first
- * account activated in this process keeps it. */
-
-static void check_finished(poller *p);
-static void arm_wake(poller *p, double wake_at);
-
-static void schedule(poller *p, uint32_t id)
-{
-    double now = ev_now(p->loop);
-    if (p->opts.once)
-        scheduler_add_at(p->sched, id, p->accounts[id].slot, now);
-    else
-        scheduler_add(p->sched, id, p->accounts[id].slot, now);
-    /* An idle poller has no wake-up armed: one pump on the next loop iteration finds the
-     * account's due time (many accounts scheduled at once still cost one pump). */
-    if (p->started && !p->pumping &&
-        (!ev_is_active(&p->wake) || ev_timer_remaining(p->loop, &p->wake) > 0))
-        arm_wake(p, now);
-}
-
-/* Keeps the counters of the cycle summary in step with the account's refusal. */
-static void set_refusal(poller *p, account *a, uint8_t kind)
-{
-    pool_metrics *m = p->slots[a->slot].metrics;
-    if ((a->refused != REFUSED_NONE) != (kind != REFUSED_NONE)) {
-        if (kind != REFUSED_NONE)
-            m->wallets_refused++;
-        else
-            m->wallets_refused--;
-    }
-    if ((a->refused == REFUSED_DUPLICATE) != (kind == REFUSED_DUPLICATE)) {
-        if (kind == REFUSED_DUPLICATE)
-            p->refused_duplicates++;
-        else
-            p->refused_duplicates--;
-    }
-    a->refused = kind;
-}
-
-static uint32_t outcome_hash(const char *text)
-{
-    uint32_t h = 2166136261u;
-    for (const unsigned char *s = (const unsigned char *)text; *s; s++)
-        h = (h ^ *s) * 16777619u;
-    return h ? h : 1;
-}
-
-static cJSON *account_fields(const poller *p, uint32_t id)
+cJSON *poller_account_fields(const poller *p, uint32_t id)
 {
     cJSON *f = cJSON_CreateObject();
     cJSON_AddNumberToObject(f, "player_id", (double)player_of(p, id)->id);
@@ -337,215 +153,7 @@ static cJSON *account_fields(const poller *p, uint32_t id)
     return f;
 }
 
-/* A wallet is the player's text, and a refusal's reason may quote it: printable ASCII only,
- * at most `max` characters ("..." marks a cut), so a hostile one can neither forge log lines
- * nor flood them (cJSON escapes what is left). */
-static void add_text_field(cJSON *f, const char *name, const char *value, size_t max)
-{
-    char text[320];
-    size_t n = 0;
-    if (max > sizeof text - 4)
-        max = sizeof text - 4;
-    for (const unsigned char *s = (const unsigned char *)value; *s && n < max; s++)
-        text[n++] = *s >= 0x20 && *s < 0x7f ? (char)*s : '?';
-    if (value[n]) {
-        memcpy(text + n, "...", 3);
-        n += 3;
-    }
-    text[n] = '\0';
-    cJSON_AddStringToObject(f, name, text);
-}
-
-static void refuse(poller *p, uint32_t id, uint8_t kind, const char *reason)
-{
-    account *a = &p->accounts[id];
-    scheduler_remove(p->sched, id);
-    set_refusal(p, a, kind);
-    a->loaded = false;
-    uint32_t h = outcome_hash(reason);
-    if (h == a->refusal_logged)
-        return;
-    a->refusal_logged = h;
-    cJSON *f = account_fields(p, id);
-    add_text_field(f, "wallet", wallet_of(p, id), 100);
-    add_text_field(f, "reason", reason, 300);
-    log_emit(LOG_WARNING, "wallet_refused", f);
-}
-
-static void refuse_duplicate(poller *p, uint32_t id, int64_t owner)
-{
-    char reason[160];
-    snprintf(reason, sizeof reason, "wallet already belongs to player %lld on %s",
-             (long long)owner, p->slots[p->accounts[id].slot].name);
-    refuse(p, id, REFUSED_DUPLICATE, reason);
-}
-
-/* The account's wallet is its own and valid again after a refusal was logged: say so. */
-static void accept(poller *p, uint32_t id)
-{
-    account *a = &p->accounts[id];
-    set_refusal(p, a, REFUSED_NONE);
-    if (!a->refusal_logged)
-        return;
-    a->refusal_logged = 0;
-    cJSON *f = account_fields(p, id);
-    add_text_field(f, "wallet", wallet_of(p, id), 100);
-    cJSON_AddStringToObject(f, "message", "the wallet is polled again");
-    log_emit(LOG_INFO, "wallet_accepted", f);
-}
-
-static bool wallet_valid(poller *p, uint32_t id, char *canonical, size_t len)
-{
-    char err[512];
-    int script_index = p->slots[p->accounts[id].slot].script_index;
-    const char *wallet = wallet_of(p, id);
-    if (script_wallet_check(p->gen->rt, script_index, wallet, canonical, len, err,
-                            sizeof err) == 0) {
-        p->accounts[id].canonical_differs = strcmp(canonical, wallet) != 0;
-        return true;
-    }
-    refuse(p, id, REFUSED_INVALID, err);
-    return false;
-}
-
-/* Whether account `owner` holds `canonical` on `slot` right now (the ownership table keeps
- * hashes, and stale entries: this is the exact check). */
-static bool holds(poller *p, uint32_t owner, uint16_t slot, const char *canonical)
-{
-    const account *o = &p->accounts[owner];
-    if (!o->active || o->refused != REFUSED_NONE || o->slot != slot)
-        return false;
-    char theirs[WALLET_TEXT_MAX], err[64];
-    return script_wallet_check(p->gen->rt, p->slots[slot].script_index, wallet_of(p, owner),
-                               theirs, sizeof theirs, err, sizeof err) == 0 &&
-           strcmp(theirs, canonical) == 0;
-}
-
-static bool claim_in_process(poller *p, uint32_t id, const char *canonical)
-{
-    uint16_t slot = p->accounts[id].slot;
-    uint64_t key = wallet_owners_key(slot, canonical);
-    uint32_t owner = wallet_owners_get(p->owners, key);
-    if (owner != WALLET_OWNER_NONE && owner != id && holds(p, owner, slot, canonical)) {
-        refuse_duplicate(p, id, player_of(p, owner)->id);
-        return false;
-    }
-    wallet_owners_set(p->owners, key, id);
-    return true;
-}
-
-/* The current generation's wallet check and, when the store does not claim wallets, the
- * in-process ownership rule; writes the canonical wallet. false: refused (parked). With a
- * store that claims wallets, the ownership is decided by the next load. */
-static bool admit(poller *p, uint32_t id, char *canonical, size_t len)
-{
-    p->accounts[id].checked_gen = p->gen_seq;
-    if (!wallet_valid(p, id, canonical, len))
-        return false;
-    if (p->store->claims_wallets)
-        return true;
-    if (!claim_in_process(p, id, canonical))
-        return false;
-    accept(p, id);
-    return true;
-}
-
-/* The canonical wallet for a load. The check costs some 10 us of Lua: an account checked by
- * this generation whose wallet is its own canonical form (nearly all) is not checked twice. */
-static bool load_wallet(poller *p, uint32_t id, char *canonical, size_t len)
-{
-    const account *a = &p->accounts[id];
-    if (a->checked_gen == p->gen_seq && !a->canonical_differs) {
-        snprintf(canonical, len, "%s", wallet_of(p, id));
-        return true;
-    }
-    return admit(p, id, canonical, len);
-}
-
-/* Whether the account may be polled now: after a reload the new generation may judge its
- * wallet differently, and a load needs the canonical wallet for its claim (written to
- * `canonical` when the account is not loaded). */
-static bool may_poll(poller *p, uint32_t id, char *canonical, size_t len)
-{
-    const account *a = &p->accounts[id];
-    if (!a->loaded)
-        return load_wallet(p, id, canonical, len);
-    return a->checked_gen == p->gen_seq || admit(p, id, canonical, len);
-}
-
-/* The store's word on who owns the wallet, with the account's load. */
-static bool owned(poller *p, uint32_t id, const stored_account *stored)
-{
-    if (!p->store->claims_wallets)
-        return true;
-    if (stored->owner == player_of(p, id)->id) {
-        accept(p, id);
-        return true;
-    }
-    refuse_duplicate(p, id, stored->owner);
-    return false;
-}
-
-typedef struct recheck_ctx {
-    poller *p;
-    uint32_t account, epoch;
-} recheck_ctx;
-
-static void on_rechecked(void *ctx, bool ok, const stored_account *stored)
-{
-    recheck_ctx *r = ctx;
-    poller *p = r->p;
-    account *a = &p->accounts[r->account];
-    p->in_flight--;
-    if (ok && !p->stopping && a->active && a->epoch == r->epoch &&
-        a->refused == REFUSED_DUPLICATE && owned(p, r->account, stored))
-        schedule(p, r->account); /* the first poll loads it again (and adopts its state) */
-    free(r);
-    check_finished(p);
-}
-
-/* A parked account, checked again (after a reload, or now and then for a duplicate). */
-static void recheck(poller *p, uint32_t id)
-{
-    account *a = &p->accounts[id];
-    bool duplicate = a->refused == REFUSED_DUPLICATE;
-    char canonical[WALLET_TEXT_MAX];
-    if (!admit(p, id, canonical, sizeof canonical))
-        return;
-    if (p->store->claims_wallets && duplicate) {
-        recheck_ctx *r = malloc(sizeof *r);
-        *r = (recheck_ctx){p, id, a->epoch};
-        p->in_flight++;
-        p->store->load(p->store, player_of(p, id)->id, p->slots[a->slot].name,
-                       wallet_of(p, id), canonical, on_rechecked, r);
-        return;
-    }
-    set_refusal(p, a, REFUSED_NONE); /* valid now; a claiming store decides at the load */
-    schedule(p, id);
-}
-
-/* After a reload: every parked account, in activation order (account ids grow with it), so
- * that the first in file order still keeps a wallet within this process. */
-static void recheck_all_refused(poller *p)
-{
-    for (uint32_t id = 0; id < p->n_accounts; id++)
-        if (p->accounts[id].active && p->accounts[id].refused != REFUSED_NONE)
-            recheck(p, id);
-}
-
-/* Each polling cycle: a share of the other players' wallets, round-robin. */
-static void recheck_duplicates(poller *p)
-{
-    size_t budget = RECHECKS_PER_CYCLE;
-    for (size_t n = 0; n < p->n_accounts && budget > 0 && p->refused_duplicates > 0; n++) {
-        uint32_t id = (uint32_t)(p->recheck_cursor++ % p->n_accounts);
-        const account *a = &p->accounts[id];
-        if (!a->active || a->refused != REFUSED_DUPLICATE)
-            continue;
-        budget--;
-        recheck(p, id);
-    }
-}
+/* ================================================================== Activation */
 
 static void deactivate(poller *p, uint32_t id)
 {
@@ -553,7 +161,7 @@ static void deactivate(poller *p, uint32_t id)
     if (!a->active)
         return;
     scheduler_remove(p->sched, id);
-    set_refusal(p, a, REFUSED_NONE); /* refusal_logged stays: a flap of ownership is quiet */
+    poller_set_refusal(p, a, REFUSED_NONE); /* refusal_logged stays: a flap of ownership is quiet */
     a->active = false;
     a->loaded = false;
     a->epoch++; /* a poll in flight finishes without touching the account */
@@ -570,8 +178,8 @@ static void activate(poller *p, uint32_t id)
     a->loaded = false; /* the store's state is read before the first poll */
     a->epoch++;
     char canonical[WALLET_TEXT_MAX];
-    if (admit(p, id, canonical, sizeof canonical))
-        schedule(p, id);
+    if (poller_admit(p, id, canonical, sizeof canonical))
+        poller_schedule(p, id);
 }
 
 static bool wanted(const poller *p, const player_entry *e, uint16_t slot)
@@ -723,78 +331,6 @@ static void log_pool_schedule(poller *p, uint16_t index, const script_pool *sp)
     log_emit(LOG_INFO, "pool_schedule", f);
 }
 
-/* ====================================================================== Pacing
- *
- * A pool declares in limits.max_interval how stale its data may get (zpool lists only the
- * last 24 hours of payouts). When its accounts cannot all be polled that often from this
- * engine's egress, payouts are missed for good: the engine says so at start and on reload,
- * whenever it starts or stops being so, and in every polling_cycle_complete. */
-
-static void pacing_status(poller *p, uint16_t s, sched_pool_status *st)
-{
-    scheduler_pool_status(p->sched, s, st);
-    pool_metrics *m = p->slots[s].metrics;
-    m->scheduled = true;
-    m->accounts = st->accounts;
-    m->effective_interval = st->effective_interval;
-    m->max_interval = st->max_interval;
-    m->capacity = st->capacity;
-    m->exceeds_max = st->exceeds_max;
-}
-
-static void warn_interval_exceeds_max(poller *p, uint16_t s, const sched_pool_status *st)
-{
-    const script_pool *sp = script_pool_at(p->gen->rt, (size_t)p->slots[s].script_index);
-    char message[512];
-    if (st->capacity == 0)
-        snprintf(message, sizeof message,
-                 "POLL_INTERVAL_SECONDS or the pool's limits.interval is longer than its "
-                 "max_interval of %.0f s: every account misses payouts",
-                 st->max_interval);
-    else
-        snprintf(message, sizeof message,
-                 "%zu accounts need %.0f s per round, longer than the pool's max_interval of "
-                 "%.0f s: payouts are missed for good. One egress address serves %zu accounts "
-                 "within max_interval; spread the accounts over more egress addresses (the "
-                 "pool's proxy or interface settings, or more engines each with its own "
-                 "egress): see docs/operations.md, Scheduling",
-                 st->accounts, st->effective_interval, st->max_interval, st->capacity);
-    cJSON *f = cJSON_CreateObject();
-    cJSON_AddStringToObject(f, "pool", p->slots[s].name);
-    cJSON_AddNumberToObject(f, "accounts", (double)st->accounts);
-    cJSON_AddNumberToObject(f, "effective_interval_seconds", st->effective_interval);
-    cJSON_AddNumberToObject(f, "max_interval_seconds", st->max_interval);
-    cJSON_AddNumberToObject(f, "per_second", sp->limits.per_second);
-    cJSON_AddNumberToObject(f, "accounts_per_egress", (double)st->capacity);
-    cJSON_AddStringToObject(f, "message", message);
-    log_emit(LOG_WARNING, "pool_interval_exceeds_max", f);
-}
-
-/* `again`: at start and reload, a pool over its max_interval is said even if it was before. */
-static void check_pacing(poller *p, bool again)
-{
-    for (uint16_t s = 0; s < p->n_slots; s++) {
-        pool_slot *slot = &p->slots[s];
-        if (slot->script_index < 0) {
-            slot->metrics->scheduled = false;
-            continue;
-        }
-        sched_pool_status st;
-        pacing_status(p, s, &st);
-        if (st.exceeds_max && (again || !slot->pacing_warned)) {
-            warn_interval_exceeds_max(p, s, &st);
-        } else if (!st.exceeds_max && slot->pacing_warned) {
-            cJSON *f = cJSON_CreateObject();
-            cJSON_AddStringToObject(f, "pool", slot->name);
-            cJSON_AddNumberToObject(f, "accounts", (double)st.accounts);
-            cJSON_AddNumberToObject(f, "effective_interval_seconds", st.effective_interval);
-            cJSON_AddNumberToObject(f, "max_interval_seconds", st.max_interval);
-            log_emit(LOG_INFO, "pool_interval_within_max", f);
-        }
-        slot->pacing_warned = st.exceeds_max;
-    }
-}
-
 /* Maps the current generation's pools onto slots (by name) and applies their limits. */
 static void map_pools(poller *p)
 {
@@ -819,7 +355,7 @@ static void log_schedules(poller *p)
     for (uint16_t s = 0; s < p->n_slots; s++)
         if (p->slots[s].script_index >= 0)
             log_pool_schedule(p, s, script_pool_at(p->gen->rt, (size_t)p->slots[s].script_index));
-    check_pacing(p, true);
+    poller_check_pacing(p, true);
 }
 
 /* ======================================================================= Pump */
@@ -836,7 +372,21 @@ static void arm_wake(poller *p, double wake_at)
     ev_timer_start(p->loop, &p->wake);
 }
 
-static void check_finished(poller *p)
+void poller_schedule(poller *p, uint32_t id)
+{
+    double now = ev_now(p->loop);
+    if (p->opts.once)
+        scheduler_add_at(p->sched, id, p->accounts[id].slot, now);
+    else
+        scheduler_add(p->sched, id, p->accounts[id].slot, now);
+    /* An idle poller has no wake-up armed: one pump on the next loop iteration finds the
+     * account's due time (many accounts scheduled at once still cost one pump). */
+    if (p->started && !p->pumping &&
+        (!ev_is_active(&p->wake) || ev_timer_remaining(p->loop, &p->wake) > 0))
+        arm_wake(p, now);
+}
+
+void poller_check_finished(poller *p)
 {
     if (p->finished || (p->in_flight > 0 && !p->abandoned) || !p->started)
         return;
@@ -930,10 +480,10 @@ static void finish(poll_ctx *c, sched_result result, double retry_after)
     free(c);
     p->in_flight--;
     pump(p);
-    check_finished(p);
+    poller_check_finished(p);
 }
 
-static cJSON *poll_fields(const poll_ctx *c) { return account_fields(c->p, c->account); }
+static cJSON *poll_fields(const poll_ctx *c) { return poller_account_fields(c->p, c->account); }
 
 static void log_poll_failure(const poll_ctx *c, const char *event, const char *error, long status)
 {
@@ -1225,7 +775,7 @@ static void on_loaded(void *ctx, bool ok, const stored_account *stored)
     } else if (!ok) {
         log_poll_failure(c, "account_load_failed", "the account state could not be read", 0);
         finish(c, SCHED_FAIL, 0);
-    } else if (!owned(c->p, c->account, stored)) {
+    } else if (!poller_owned(c->p, c->account, stored)) {
         finish(c, SCHED_NOT_POLLED, 0); /* another player's wallet: parked */
     } else {
         adopt_stored(c, stored);
@@ -1238,7 +788,7 @@ static void start_poll(poller *p, uint32_t id)
     account *a = &p->accounts[id];
     pool_slot *slot = &p->slots[a->slot];
     char canonical[WALLET_TEXT_MAX] = "";
-    if (!may_poll(p, id, canonical, sizeof canonical)) {
+    if (!poller_may_poll(p, id, canonical, sizeof canonical)) {
         scheduler_done(p->sched, id, ev_now(p->loop), SCHED_NOT_POLLED, 0); /* parked */
         return;
     }
@@ -1265,8 +815,8 @@ static void on_cycle(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     poller *p = w->data;
-    recheck_duplicates(p);
-    check_pacing(p, false);
+    poller_recheck_duplicates(p);
+    poller_check_pacing(p, false);
     cJSON *extra = cJSON_CreateObject();
     if (p->status)
         p->status(p->status_user, extra);
@@ -1294,7 +844,7 @@ static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
      * commit is atomic and guarded by the account's version, so an abandoned one either
      * happened completely or not at all; its late answer only frees the poll. */
     p->abandoned = p->in_flight > 0;
-    check_finished(p);
+    poller_check_finished(p);
 }
 
 poller *poller_new(struct ev_loop *loop, const poller_options *opts, script_runtime *rt,
@@ -1330,7 +880,7 @@ void poller_start(poller *p)
     if (!p->opts.once)
         ev_timer_start(p->loop, &p->cycle);
     pump(p);
-    check_finished(p);
+    poller_check_finished(p);
 }
 
 void poller_on_finished(poller *p, void (*fn)(void *), void *user)
@@ -1347,7 +897,7 @@ void poller_stop(poller *p)
     pool_metadata_stop(p->metadata);
     ev_timer_stop(p->loop, &p->wake);
     ev_timer_start(p->loop, &p->deadline);
-    check_finished(p);
+    poller_check_finished(p);
 }
 
 void poller_reload(poller *p, script_runtime *rt)
@@ -1359,7 +909,7 @@ void poller_reload(poller *p, script_runtime *rt)
     if (p->started)
         pool_metadata_sync(p->metadata, rt);
     sync_all(p);
-    recheck_all_refused(p); /* the new generation may validate differently */
+    poller_recheck_all_refused(p); /* the new generation may validate differently */
     log_schedules(p);
     pump(p);
 }

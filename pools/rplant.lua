@@ -16,7 +16,8 @@
 --      metadata (at start, then hourly; the last good answer is kept), where <coin> is the
 --      pool key: the last path segment of RPLANT_URL (`advc` by default).
 -- With neither, the poll fails and says why: an amount is never scaled by guessing from its
--- size. With div2 > 0 the amounts that decide awards (the counter and the payments) must be
+-- size. The observation says which: `unit = "div2=<n>"`; when it changes between two polls
+-- the rules take a new baseline and award nothing (docs/scripting.md, The observation). With div2 > 0 the amounts that decide awards (the counter and the payments) must be
 -- whole numbers of atomic units; a fraction means the pool's units are not what div2 says,
 -- and the poll fails rather than award a wrong amount.
 --
@@ -112,7 +113,18 @@ local function atomic(x, what, div2)
 end
 
 -- The engine accepts tx ids of 1-128 letters, digits and - _ : .
+-- A numeric id is a JSON number, read as a double: exact only below 2^53. Above, distinct ids
+-- read as one number (and from 2^63 "%d" prints them all as the same string), so two payouts
+-- would share one key and one of them would never be awarded: such an entry is skipped with
+-- a warning (the id as a string, "tx": "18446744073709551617", is fine).
+local MAX_EXACT_TX = 2 ^ 53
+
 local function usable_tx(tx)
+  if type(tx) == "number" and tx % 1 == 0 and tx >= MAX_EXACT_TX then
+    m2p.log("warning", "rplant_payment_skipped", { tx = string.format("%.17g", tx),
+      detail = "numeric tx id of 2^53 or more: not exact as a JSON number, skipped" })
+    return nil
+  end
   if type(tx) == "number" and tx % 1 == 0 and tx > 0 then tx = string.format("%d", tx) end
   if type(tx) ~= "string" or #tx == 0 or #tx > 128 or not tx:match("^[%w%-_:%.]+$") then
     return nil
@@ -189,7 +201,9 @@ function pool.parse(response)
   local paid, bad = atomic(counter, path, div2)
   if paid == nil then return nil, bad end
 
-  local observation = { paid = paid }
+  -- The scale of every amount here: when it changes (a wrong /api/dash answer, a new
+  -- RPLANT_DIV2), rewards.lua takes a new baseline instead of comparing counters across units.
+  local observation = { paid = paid, unit = string.format("div2=%d", div2) }
   for _, f in ipairs(AMOUNT_FIELDS) do
     local x = m2p.opt_num(json, f)
     if x ~= nil then observation[f] = x / 10 ^ div2 end

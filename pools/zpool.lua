@@ -58,7 +58,18 @@ local function same_address(a, b)
 end
 
 -- The engine accepts tx ids of 1-128 letters, digits and - _ : .
+-- A numeric id is a JSON number, read as a double: exact only below 2^53. Above, distinct ids
+-- read as one number (and from 2^63 "%d" prints them all as the same string), so two payouts
+-- would share one key and one of them would never be awarded: such an entry is skipped with
+-- a warning (the id as a string, "tx": "18446744073709551617", is fine).
+local MAX_EXACT_TX = 2 ^ 53
+
 local function usable_tx(tx)
+  if type(tx) == "number" and tx % 1 == 0 and tx >= MAX_EXACT_TX then
+    m2p.log("warning", "zpool_payout_skipped", { tx = string.format("%.17g", tx),
+      detail = "numeric tx id of 2^53 or more: not exact as a JSON number, skipped" })
+    return nil
+  end
   if type(tx) == "number" and tx % 1 == 0 and tx > 0 then tx = string.format("%d", tx) end
   if type(tx) ~= "string" or #tx == 0 or #tx > 128 or not tx:match("^[%w%-_:%.]+$") then
     return nil

@@ -21,10 +21,18 @@
 --   mode, epoch, count   the counter in use; epoch grows with every new baseline of this
 --                        account, count with every paid24h award
 --   since                ctx.now when the current baseline started
+--   polled               ctx.now of the poll that wrote the state (every state has it)
+--   unit                 the observation's `unit` (the scale of its amounts, e.g. rplant's
+--                        "div2=8"), absent when the pool gives none; a change of unit is a
+--                        new baseline: counters in different units are never compared
 --   paid, falling        paid mode: the high-water mark, and a decrease not yet believed
 --   paid24h              paid24h mode: the last level of the window
 --   txs, clock           payouts mode: {tx = time} of the ids that can still be listed, and
 --                        the newest payout time seen (never later than ctx.now)
+--   counted_until        payouts mode, after a switch from paid/paid24h: payouts up to this
+--                        time were counted by the old counter and are never awarded by tx
+--   seen                 payouts mode: the ids of txs, sorted (at most 1000), for an engine
+--                        rolled back to the release before txs existed (see below)
 -- States written before these fields existed ({mode, epoch, count, paid, paid24h,
 -- seen = {tx, ...}}) are read as they were meant: nothing already accounted is awarded again.
 local AP_PER_ADVC = m2p.env_number("AP_PER_ADVC", 100, 0, 1e12)
@@ -87,12 +95,38 @@ local function payout_time(t, now)
   return math.floor(t)
 end
 
--- Awards every listed tx not remembered, unless it is older than the forgetting cutoff;
+-- How many ids `seen` holds: the previous release kept at most this many.
+local SEEN_LIMIT = 1000
+
+-- Rollback safety: the release before `txs` existed (2acc70a) reads only `accounted.seen`,
+-- a list of tx ids, and awards every listed tx that is not in it under the key "tx:<tx>",
+-- which the database has never stored (ours are "tx:<wallet_id>:<tx>"). Without `seen`, an
+-- engine rolled back to it would pay every listed tx a second time. So `seen` is written
+-- beside `txs`: its ids, the newest SEEN_LIMIT of them by payout time, sorted. This version
+-- reads `txs` when it is there and never `seen` then.
+local function seen_list(txs)
+  local ids = {}
+  for tx in pairs(txs) do ids[#ids + 1] = tx end
+  if #ids > SEEN_LIMIT then
+    table.sort(ids, function(x, y)
+      if txs[x] ~= txs[y] then return txs[x] > txs[y] end
+      return x < y
+    end)
+    for i = #ids, SEEN_LIMIT + 1, -1 do ids[i] = nil end
+  end
+  table.sort(ids)
+  return ids
+end
+
+-- Awards every listed tx not remembered, unless it is older than the forgetting cutoff or,
+-- after a switch from a counter, not newer than `acc.counted_until` (the counter counted it);
 -- remembers the ids still listed, and the others while they are younger than the cutoff.
--- With `award_new` false (a baseline) the listed ids are only remembered.
-local function decide_payouts(prev, current, acc, ctx, awards, award_new)
+-- With `award_new` false (a baseline) the listed ids are only remembered. With `switching`
+-- (the poll of the switch from a counter) a listed tx without a time is taken as counted.
+local function decide_payouts(prev, current, acc, ctx, awards, award_new, switching)
   local known = prev and prev.txs or {}
   local clock = prev and prev.clock or 0
+  local counted_until = acc.counted_until
   local txs, fresh = {}, {}
   for _, p in ipairs(current.payouts) do
     local t = known[p.tx] or payout_time(p.time, ctx.now)
@@ -101,10 +135,15 @@ local function decide_payouts(prev, current, acc, ctx, awards, award_new)
     if known[p.tx] == nil then fresh[#fresh + 1] = p end
   end
   local cutoff = clock - TX_MEMORY_SECONDS
+  local counted, first_counted = 0, nil
   for _, p in ipairs(fresh) do
-    if txs[p.tx] < cutoff then
-      m2p.log("warning", "payout_too_old", log_fields(ctx, { tx = p.tx, time = txs[p.tx],
+    local t = txs[p.tx]
+    if t < cutoff then
+      m2p.log("warning", "payout_too_old", log_fields(ctx, { tx = p.tx, time = t,
         cutoff = cutoff, detail = "older than the payouts remembered: not awarded" }))
+    elseif counted_until ~= nil
+        and (t <= counted_until or (switching and type(p.time) ~= "number")) then
+      counted, first_counted = counted + 1, first_counted or p.tx
     elseif award_new then
       local advc = ctx.to_advc(p.amount)
       if advc > 0 then
@@ -113,10 +152,15 @@ local function decide_payouts(prev, current, acc, ctx, awards, award_new)
       end
     end
   end
+  if counted > 0 and award_new then
+    m2p.log("info", "payouts_counted_by_counter", log_fields(ctx, { count = counted,
+      tx = first_counted, counted_until = counted_until,
+      detail = "paid before the switch to payout ids: counted by the old counter, not awarded" }))
+  end
   for tx, t in pairs(known) do
     if txs[tx] == nil and t >= cutoff then txs[tx] = t end
   end
-  acc.txs, acc.clock = txs, clock
+  acc.txs, acc.clock, acc.seen = txs, clock, seen_list(txs)
 end
 
 ---------------------------------------------------------------------------------------------
@@ -209,8 +253,11 @@ local function start(mode, current, acc, ctx, awards, first)
   elseif mode == "paid" then
     acc.paid = current.paid
     if history and current.paid > 0 then
-      awards[#awards + 1] = award(ctx.to_advc(current.paid),
-        key("paid", acc, ctx, string.format("%.8f", current.paid)), "paid before first observation")
+      -- One key per wallet, whatever the baseline: a player who goes W1 -> W2 -> W1 starts W1
+      -- again from a first observation, and the database's unique key skips the history
+      -- the second time.
+      awards[#awards + 1] = award(ctx.to_advc(current.paid), "history:" .. wallet_id(ctx),
+        "paid before first observation")
     end
   else
     acc.paid24h = current.paid24h
@@ -218,25 +265,54 @@ local function start(mode, current, acc, ctx, awards, first)
 end
 
 -- A payout list appears for an account counted by paid or paid24h (rplant's walletEx sends
--- both): this poll's counter increase is awarded by the old mode, so nothing is lost, and
--- every listed tx is taken as already counted, so no payout is counted by tx and by counter.
+-- both). The counter's increase is NOT awarded: a payout in it may be listed only later (sent
+-- without a tx yet), and would then be paid twice; and a listed payout the counter does not
+-- show yet would be lost. Instead the counter is taken to have counted every payout up to its
+-- last poll (`counted_until` = the previous state's `polled`; ctx.now for a state written
+-- before `polled` existed, the conservative side): a tx whose time is not later is remembered
+-- and never awarded, now or when it is first listed later; a newer one is awarded by tx.
+-- Listed entries without a time count as counted at this poll (later, a missing time is the
+-- time of first sight, newer than counted_until). The edge: a payout the pool added to its
+-- counter only after that last poll, but dated before it, is not awarded (the safe side).
 local function switch_to_payouts(prev, current, acc, ctx, awards)
-  if current[prev.mode] ~= nil then
-    local by_counter = { mode = prev.mode, epoch = acc.epoch, count = acc.count, since = acc.since }
-    deciders[prev.mode](prev, current, by_counter, ctx, awards)
-    acc.count = by_counter.count
-  end
   acc.mode = "payouts"
-  decide_payouts(nil, current, acc, ctx, awards, false)
+  acc.counted_until = prev.polled or ctx.now
+  decide_payouts(nil, current, acc, ctx, awards, true, true)
+end
+
+-- The unit of the amounts changed (rplant's div2 between two polls; a wrong /api/dash answer,
+-- or the operator's setting): a counter compared across units would award the difference.
+-- A new baseline, nothing awarded. Tx ids do not depend on units: the ones remembered stay
+-- remembered, the listed ones are remembered, none is awarded at this poll.
+local function units_changed(prev, current, acc, ctx, awards)
+  m2p.log("warning", "reward_units_changed", log_fields(ctx, {
+    previous_unit = prev.unit or "(none)", unit = current.unit or "(none)",
+    previous_mode = prev.mode, mode = mode_of(current),
+    detail = "the scale of the amounts changed: new baseline, nothing awarded this poll" }))
+  new_baseline(acc, ctx)
+  if prev.mode == "payouts" then
+    acc.mode, acc.counted_until = "payouts", prev.counted_until
+    if current.payouts then
+      decide_payouts(prev, current, acc, ctx, awards, false)
+    else
+      acc.txs, acc.clock, acc.seen = prev.txs, prev.clock, seen_list(prev.txs)
+    end
+  else
+    -- From a counter to a list as well: everything up to now is in the new baseline.
+    if current.payouts then acc.counted_until = ctx.now end
+    start(mode_of(current), current, acc, ctx, awards, false)
+  end
 end
 
 -- The state as this version reads it, or nil (a new baseline) when it is not one we wrote.
 local function upgrade(prev, ctx)
   if type(prev) ~= "table" or not deciders[prev.mode] then return nil end
-  local numeric = { epoch = true, count = true, since = true, clock = true }
+  local numeric = { epoch = true, count = true, since = true, clock = true, polled = true,
+                    counted_until = true }
   for field in pairs(numeric) do
     if prev[field] ~= nil and type(prev[field]) ~= "number" then return nil end
   end
+  if prev.unit ~= nil and type(prev.unit) ~= "string" then return nil end
   if prev.mode ~= "payouts" and type(prev[prev.mode]) ~= "number" then return nil end
   prev.epoch, prev.count = prev.epoch or 0, prev.count or 0
   if type(prev.falling) ~= "table" or type(prev.falling.polls) ~= "number" then
@@ -269,14 +345,18 @@ function rewards.decide(previous, current, ctx)
   local awards = {}
   if prev == nil then
     start(mode, current, acc, ctx, awards, true)
+  elseif prev.unit ~= current.unit then
+    units_changed(prev, current, acc, ctx, awards)
   elseif prev.mode == "payouts" and mode ~= "payouts" then
     -- No list in this answer: no payout information, never a change of mode.
     m2p.log("info", "payouts_list_missing", log_fields(ctx, {
       detail = "the account is counted by payout ids; nothing awarded this poll" }))
     acc.mode, acc.txs, acc.clock = "payouts", prev.txs, prev.clock
+    acc.counted_until, acc.seen = prev.counted_until, seen_list(prev.txs)
   elseif mode == "payouts" and prev.mode ~= "payouts" then
     m2p.log("info", "reward_counter_changed", log_fields(ctx, { previous_mode = prev.mode,
-      mode = mode, detail = "payout ids from now on; the listed ones count as already paid" }))
+      mode = mode, counted_until = prev.polled or ctx.now,
+      detail = "payout ids from now on; payouts up to the last poll count as paid by the counter" }))
     switch_to_payouts(prev, current, acc, ctx, awards)
   elseif mode ~= prev.mode then
     -- paid <-> paid24h: comparing different counters would invent or double payouts.
@@ -285,8 +365,10 @@ function rewards.decide(previous, current, ctx)
     new_baseline(acc, ctx)
     start(mode, current, acc, ctx, awards, false)
   else
+    if mode == "payouts" then acc.counted_until = prev.counted_until end
     deciders[mode](prev, current, acc, ctx, awards)
   end
+  acc.polled, acc.unit = ctx.now, current.unit
   current.accounted = acc
   -- The list itself is in this poll's snapshot; the state needs only the ids in acc.txs
   -- (up to 1,000 entries of about 100 bytes, rewritten with every payout otherwise).

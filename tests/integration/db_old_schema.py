@@ -192,6 +192,9 @@ def test_large_share_count_after_migration(ctx):
     with open(FIXTURE) as f:
         gdb.script(f.read())
     pgserver.migrate(ctx, gdb)
+    # The engine claims the wallet when it loads the account, before any commit.
+    gdb.sql("SELECT m2p_claim_wallet(1, 'cpu-pool', 'AMyieqS8YdythV8LjL9b1QpWoFN6xHWh8d',"
+            " 'AMyieqS8YdythV8LjL9b1QpWoFN6xHWh8d')")
     call = ("SELECT m2p_commit_poll(1, 'cpu-pool', 'AMyieqS8YdythV8LjL9b1QpWoFN6xHWh8d', 0,"
             " '{\"paid\": 1}'::jsonb, '0123456789abcdef',"
             " '{\"paid\": 1, \"shares\": 3000000000, \"hashrate\": 1.5}'::jsonb,"

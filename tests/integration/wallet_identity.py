@@ -20,6 +20,7 @@ doubled award, or a log line per poll, before the change:
 
 import http.server
 import json
+import signal
 import threading
 import time
 import urllib.parse
@@ -392,6 +393,66 @@ def test_accounts_file_first_in_file_order_and_reload(ctx, server):
     check(not refusals(eng, 6, "testpool", mark),
           "the hostile wallet's refusal (same reason) was said again after the reload")
     eng.expect_clean_exit(eng.stop())
+
+
+@with_server
+def test_claim_taken_over_while_the_owners_engine_is_stalled(ctx, server):
+    """Two engines. The owner's row goes W -> another wallet -> W while its engine is stopped
+    (a stand-in for a slow engine or a LISTEN outage): the other engine's re-check takes the
+    claim on W meanwhile. The stalled engine must not go on paying its player for W: the claim
+    is checked again when a poll is stored, so one payout to W is paid to one player only."""
+    gdb = prepare(ctx, "stalled")
+    W = harness.advc_wallet(900)
+    OTHER = harness.advc_wallet(901)
+    server.set(W, "10")
+    server.set(OTHER, "0")
+    own = {i: harness.advc_wallet(i) for i in range(1, 9)}
+    for w in own.values():
+        server.set(w, "0")
+    gdb.add_players([player(i, own[i]) for i in own])
+    engines = [start(ctx, gdb, server, "a"), start(ctx, gdb, server, "b")]
+    pgserver.wait_polls(engines, None, [(i, "testpool") for i in own], 2, "every player polled")
+    # Which engine polls whom: each account is owned by exactly one of them.
+    mark0 = pgserver.marks(engines)
+    pgserver.wait_polls(engines, mark0, [(i, "testpool") for i in own], 2, "every player again")
+    where = {}
+    for n, eng in enumerate(engines):
+        for e in eng.named("pool_poll_success", mark0[n]):
+            where.setdefault(e.get("player_id"), set()).add(n)
+    on_a = [i for i in own if where.get(i) == {0}]
+    on_b = [i for i in own if where.get(i) == {1}]
+    check(on_a and on_b, "players split over the engines: %s" % where)
+    pa, pb = on_a[0], on_b[0]
+    # pa names W first and is polled with it; then pb names W: refused.
+    gdb.sql("UPDATE players SET wallet_address = %s WHERE id = %d" % (pgserver.lit(W), pa))
+    pgserver.wait_polls(engines, pgserver.marks(engines), [(pa, "testpool")], 2, "owner on W")
+    gdb.sql("UPDATE players SET wallet_address = %s WHERE id = %d" % (pgserver.lit(W), pb))
+    harness.wait_until(lambda: refusals(engines[1], pb, "testpool"), 30, "pb refused")
+    mark = pgserver.marks(engines)
+    engines[0].send_signal(signal.SIGSTOP)
+    try:
+        gdb.sql("UPDATE players SET wallet_address = %s WHERE id = %d"
+                % (pgserver.lit(OTHER), pa))
+        engines[1].wait_for(lambda e: e["event"] == "wallet_accepted"
+                            and e.get("player_id") == pb, 60, "pb to take over W",
+                            since=mark[1])
+        # pb's baseline on W (10) is stored before anything moves.
+        pgserver.wait_polls(engines[1:], pgserver.marks(engines[1:]), [(pb, "testpool")], 2,
+                            "pb polled on W")
+        gdb.sql("UPDATE players SET wallet_address = %s WHERE id = %d" % (pgserver.lit(W), pa))
+    finally:
+        engines[0].send_signal(signal.SIGCONT)
+    # The payout: both accounts are polled with W's new figure at least twice.
+    server.set(W, "15")
+    harness.wait_until(lambda: server.times_served(W, "15") >= 4, 60, "W polled at 15")
+    pgserver.wait_polls(engines, pgserver.marks(engines), [(pb, "testpool")], 2, "pb again")
+    t = gdb.totals()
+    paid = [p for p in (pa, pb) if Decimal(t[p][0]) > 0]
+    check(paid == [pb] and t[pb] == totals(p1=5)[1],
+          "the 5 ADVC payout to W was paid to %s (totals %s); only the claim holder, player %d,"
+          " may be paid" % (paid, t, pb))
+    for eng in engines:
+        eng.stop()
 
 
 harness.main(globals())

@@ -60,7 +60,8 @@ describe("rewards.decide (scripts/rewards.lua)", function()
       local a = account()
       local awards, acc = a.poll({ paid = 10.5 })
       assert.is_nil(awards)
-      assert.are.same({ mode = "paid", paid = 10.5, epoch = 0, count = 0, since = T0 }, acc)
+      assert.are.same({ mode = "paid", paid = 10.5, epoch = 0, count = 0, since = T0,
+                        polled = T0 }, acc)
     end)
 
     it("awards the increase with 100 AP per ADVC and a key naming wallet, baseline and level", function()
@@ -270,7 +271,7 @@ describe("rewards.decide (scripts/rewards.lua)", function()
                        { tx = "aaa1", amount = 0.5, time = T0 - 7200 } }
       local awards, acc = a.poll({ payouts = listed })
       assert.is_nil(awards)
-      assert.is_nil(acc.seen)
+      assert.are.same({ "aaa1", "bbb2" }, acc.seen) -- still written: see "rollback" below
       assert.are.equal(2, count(acc.txs))
       table.insert(listed, 1, { tx = "ccc3", amount = 0.6, time = T0 })
       awards = a.poll({ payouts = listed })
@@ -360,32 +361,108 @@ describe("rewards.decide (scripts/rewards.lua)", function()
     end)
   end)
 
+  -- The counter is taken to have counted every payout up to its last poll (counted_until =
+  -- the previous state's polled); the counter's increase at the switch is not awarded.
   describe("a payout list that appears for an account counted by paid or paid24h", function()
-    local L1 = { tx = "r1", amount = 1.5, time = T0 - 600 }
-    local L2 = { tx = "r2", amount = 0.5, time = T0 }
-    local L3 = { tx = "r3", amount = 0.5, time = T0 + 600 }
+    local L1 = { tx = "r1", amount = 1.5, time = T0 - 600 } -- before the counter's last poll
+    local L2 = { tx = "r2", amount = 2, time = T0 + 300 }   -- after it
+    local L3 = { tx = "r3", amount = 0.5, time = T0 + 900 }
 
-    it("awards that poll's counter increase by the old mode and takes the listed txs as paid", function()
+    it("awards nothing by the counter, takes payouts up to its last poll as counted, newer ones by tx", function()
       local a = account()
       a.poll({ paid = 10 })
+      a.now = T0 + 600
       local awards, acc = a.poll({ paid = 12, payouts = { L2, L1 } })
-      assert.are.equal(2, total(awards))
-      assert.matches("^paid:", awards[1].key)
+      assert.are.equal(1, #awards)
+      assert.are.equal("tx:" .. WALLET_ID .. ":r2", awards[1].key)
+      assert.are.equal(2, awards[1].advc)
       assert.are.equal("payouts", acc.mode)
+      assert.are.equal(T0, acc.counted_until)
+      assert.are.same({ r1 = L1.time, r2 = L2.time }, acc.txs)
       assert.are.equal(1, #a.world:logged("reward_counter_changed"))
+      assert.are.equal(1, #a.world:logged("payouts_counted_by_counter"))
       -- from now on by tx only: the counter's 0.5 is r3, counted once
-      awards = a.poll({ paid = 12.5, payouts = { L3, L2, L1 } })
+      a.now = T0 + 1200
+      awards, acc = a.poll({ paid = 12.5, payouts = { L3, L2, L1 } })
       assert.are.equal(1, #awards)
       assert.are.equal(0.5, awards[1].advc)
       assert.are.equal("tx:" .. WALLET_ID .. ":r3", awards[1].key)
+      assert.are.equal(T0, acc.counted_until)
     end)
 
     it("does the same from paid24h", function()
       local a = account()
       a.poll({ paid24h = 1 })
-      local awards = a.poll({ paid24h = 1.5, payouts = { L2 } })
-      assert.are.equal(0.5, total(awards))
-      awards = a.poll({ paid24h = 2, payouts = { L3, L2 } })
+      a.now = T0 + 600
+      local awards = a.poll({ paid24h = 3, payouts = { L2, L1 } })
+      assert.are.equal(2, total(awards))
+      a.now = T0 + 1200
+      awards = a.poll({ paid24h = 3.5, payouts = { L3, L2, L1 } })
+      assert.are.equal("tx:" .. WALLET_ID .. ":r3", awards[1].key)
+    end)
+
+    -- The review's reproduction: P2 is in the counter at the switch but listed only later.
+    it("pays a payout in the counter but not yet listed at the switch once, by tx", function()
+      local a = account()
+      a.poll({ paid24h = 0 })
+      a.now = T0 + 600
+      local r1 = a.poll({ paid24h = 0.003,
+                          payouts = { { tx = "P1", amount = 0.001, time = a.now - 60 } } })
+      a.now = T0 + 1200
+      local r2 = a.poll({ paid24h = 0.003,
+                          payouts = { { tx = "P2", amount = 0.002, time = a.now - 700 },
+                                      { tx = "P1", amount = 0.001, time = a.now - 660 } } })
+      assert.are.equal("0.00300000", string.format("%.8f", total(r1) + total(r2)))
+    end)
+
+    -- The review's reproduction, the other way round: P is listed before the counter shows it.
+    it("pays a payout listed before the counter shows it once", function()
+      local a = account()
+      a.poll({ paid = 10 })
+      a.now = T0 + 600
+      local r1 = a.poll({ paid = 10, payouts = { { tx = "P", amount = 2, time = a.now - 30 } } })
+      a.now = T0 + 1200
+      local r2 = a.poll({ paid = 12, payouts = { { tx = "P", amount = 2, time = a.now - 630 } } })
+      assert.are.equal(2, total(r1) + total(r2))
+      assert.are.equal(1, #(r1 or {}) + #(r2 or {}))
+    end)
+
+    it("never awards a tx first listed after the switch but dated up to the counter's last poll", function()
+      local a = account()
+      a.poll({ paid = 10 })
+      a.now = T0 + 600
+      assert.is_nil(a.poll({ paid = 10, payouts = {} }))
+      a.now = T0 + 1200
+      local awards, acc = a.poll({ paid = 10, payouts = { L1 } }) -- counted by paid = 10
+      assert.is_nil(awards)
+      assert.are.equal(L1.time, acc.txs.r1)
+      a.now = T0 + 1800
+      assert.is_nil(a.poll({ paid = 10, payouts = { L1 } }))
+    end)
+
+    it("takes listed entries without a time as counted at the switch poll, not later", function()
+      local a = account()
+      a.poll({ paid = 10 })
+      a.now = T0 + 600
+      assert.is_nil(a.poll({ paid = 11, payouts = { { tx = "u1", amount = 1 } } }))
+      a.now = T0 + 1200
+      local awards = a.poll({ paid = 12, payouts = { { tx = "u2", amount = 1 },
+                                                     { tx = "u1", amount = 1 } } })
+      assert.are.equal(1, #awards)
+      assert.are.equal("tx:" .. WALLET_ID .. ":u2", awards[1].key)
+    end)
+
+    it("counts up to the switch itself for a state written before polled existed", function()
+      local a = account()
+      a.restore({ mode = "paid", epoch = 0, count = 0, since = T0 - 600, paid = 10 },
+                { paid = 10 })
+      a.now = T0 + 600
+      local awards, acc = a.poll({ paid = 12, payouts = { L2, L1 } })
+      assert.is_nil(awards)
+      assert.are.equal(T0 + 600, acc.counted_until)
+      a.now = T0 + 1200
+      awards = a.poll({ paid = 12.5, payouts = { L3, L2, L1 } }) -- r3 is newer than the switch
+      assert.are.equal(1, #awards)
       assert.are.equal("tx:" .. WALLET_ID .. ":r3", awards[1].key)
     end)
 
@@ -421,8 +498,9 @@ describe("rewards.decide (scripts/rewards.lua)", function()
         largest = math.max(largest, #a.state_json())
       end
       assert.are.equal(#ledger - 1, count(awarded)) -- all but the baseline's
-      -- ids younger than 48 h: 288 of 78 bytes ("<64 hex>":<time>,), not 1000 ids / 67 KB
-      assert.is_true(largest < 24 * 1024, "state grew to " .. largest .. " bytes")
+      -- ids younger than 48 h: 288 of 78 bytes ("<64 hex>":<time>,) in txs, and again of 67
+      -- bytes in seen (rollback safety), not 1000 ids / 67 KB of seen and a copy of the list
+      assert.is_true(largest < 44 * 1024, "state grew to " .. largest .. " bytes")
     end)
 
     it("never awards a forgotten tx that is listed again", function()
@@ -543,6 +621,331 @@ describe("rewards.decide (scripts/rewards.lua)", function()
     end)
   end)
 
+  -- observation.unit (rplant: "div2=8") is the scale of the amounts: a change is a new
+  -- baseline, like a change between paid and paid24h; remembered tx ids stay remembered.
+  describe("a change of unit", function()
+    it("takes a new baseline, awards nothing and logs both units", function()
+      local a = account()
+      a.poll({ paid = 50, unit = "div2=8" })
+      local awards, acc = a.poll({ paid = 500, unit = "div2=7" })
+      assert.is_nil(awards)
+      assert.are.equal(500, acc.paid)
+      assert.are.equal(1, acc.epoch)
+      assert.are.equal("div2=7", acc.unit)
+      local changed = a.world:logged("reward_units_changed")
+      assert.are.equal(1, #changed)
+      assert.are.equal("warning", changed[1].level)
+      assert.are.same({ "div2=8", "div2=7" }, { changed[1].fields.previous_unit,
+                                                changed[1].fields.unit })
+      awards = a.poll({ paid = 501, unit = "div2=7" })
+      assert.are.equal(1, total(awards))
+    end)
+
+    it("counts nil -> a unit and a unit -> nil as changes", function()
+      local a = account()
+      a.poll({ paid = 10 })
+      assert.is_nil(a.poll({ paid = 20, unit = "u" }))
+      assert.is_nil(a.poll({ paid = 30 }))
+      assert.are.equal(2, #a.world:logged("reward_units_changed"))
+      assert.are.equal(1, total(a.poll({ paid = 31 })))
+    end)
+
+    it("does not confirm a pending decrease across units", function()
+      -- 50 in coins read as 0.005 (div2 12 instead of 8) for three polls, then right again
+      local a = account()
+      a.poll({ paid = 50, unit = "div2=8" })
+      for _ = 1, 3 do assert.is_nil(a.poll({ paid = 0.005, unit = "div2=12" })) end
+      assert.is_nil(a.poll({ paid = 50, unit = "div2=8" }))
+      assert.are.equal(0.5, total(a.poll({ paid = 50.5, unit = "div2=8" })))
+      assert.are.equal(0, #a.world:logged("paid_counter_decreased"))
+    end)
+
+    it("works the same for paid24h", function()
+      local a = account()
+      a.poll({ paid24h = 1, unit = "a" })
+      assert.is_nil(a.poll({ paid24h = 10, unit = "b" }))
+      assert.are.equal(1, total(a.poll({ paid24h = 11, unit = "b" })))
+    end)
+
+    it("keeps remembered tx ids, remembers the listed ones and awards none at that poll", function()
+      local a = account()
+      local A = { tx = "A", amount = 1, time = T0 - 60 }
+      local B = { tx = "B", amount = 2, time = T0 }
+      local C = { tx = "C", amount = 3, time = T0 + 600 }
+      a.poll({ payouts = { A }, unit = "u1" })
+      local awards, acc = a.poll({ payouts = { B, A }, unit = "u2" })
+      assert.is_nil(awards)
+      assert.are.same({ A = A.time, B = B.time }, acc.txs)
+      a.now = T0 + 600
+      awards = a.poll({ payouts = { C, B, A }, unit = "u2" })
+      assert.are.equal(1, #awards)
+      assert.are.equal("tx:" .. WALLET_ID .. ":C", awards[1].key)
+      assert.is_nil(a.poll({ payouts = { C, B, A }, unit = "u1" }))
+      -- an answer without the list keeps the memory too
+      assert.is_nil(a.poll({ paid24h = 1, unit = "u2" }))
+      a.now = T0 + 1200
+      awards = a.poll({ payouts = { C, B, A }, unit = "u2" })
+      assert.is_nil(awards)
+    end)
+
+    it("from a counter to a list: a baseline at that poll, newer payouts awarded by tx", function()
+      local a = account()
+      a.poll({ paid = 10, unit = "u1" })
+      a.now = T0 + 600
+      local L = { tx = "L", amount = 1, time = T0 + 300 }
+      local awards, acc = a.poll({ paid = 11, unit = "u2", payouts = { L } })
+      assert.is_nil(awards)
+      assert.are.equal("payouts", acc.mode)
+      assert.are.equal(T0 + 600, acc.counted_until)
+      a.now = T0 + 1200
+      awards = a.poll({ paid = 12, unit = "u2",
+                        payouts = { { tx = "M", amount = 1, time = T0 + 900 }, L } })
+      assert.are.equal("tx:" .. WALLET_ID .. ":M", awards[1].key)
+    end)
+  end)
+
+  -- The database skips an award whose (player, pool, key) it already has, silently.
+  describe("REWARD_HISTORY with a change of wallet", function()
+    local W2, W2ID = "AGwBxFjnhMYit2YBRQpEx4WbPpJad9VNAy", "5f9a0c1d2e3b4a69"
+
+    local function stored(db, awards)
+      local advc = 0
+      for _, aw in ipairs(awards or {}) do
+        if not db[aw.key] then db[aw.key], advc = true, advc + aw.advc end
+      end
+      return advc
+    end
+
+    it("pays a wallet's history once when the player goes W1 -> W2 -> W1", function()
+      local a = account({ REWARD_HISTORY = "true" })
+      local db, paid = {}, 0
+      local awards = a.poll({ paid = 100 })
+      assert.are.equal("history:" .. WALLET_ID, awards[1].key)
+      paid = paid + stored(db, awards)
+      a.now = T0 + 600; a.forget(); a.wallet, a.wallet_id = W2, W2ID
+      paid = paid + stored(db, a.poll({ paid = 0 }))
+      a.now = T0 + 1200; a.forget(); a.wallet, a.wallet_id = WALLET, WALLET_ID
+      paid = paid + stored(db, a.poll({ paid = 100 }))
+      assert.are.equal(100, paid)
+      -- and what W1 is paid from then on is awarded as usual
+      a.now = T0 + 1800
+      assert.are.equal(5, stored(db, a.poll({ paid = 105 })))
+    end)
+
+    it("pays listed history once as well (tx keys carry the wallet, not the baseline)", function()
+      local a = account({ REWARD_HISTORY = "true" })
+      local db, paid = {}, 0
+      local list = { { tx = "h1", amount = 3, time = T0 - 60 } }
+      paid = paid + stored(db, a.poll({ payouts = list }))
+      a.now = T0 + 600; a.forget(); a.wallet, a.wallet_id = W2, W2ID
+      paid = paid + stored(db, a.poll({ payouts = {} }))
+      a.now = T0 + 1200; a.forget(); a.wallet, a.wallet_id = WALLET, WALLET_ID
+      paid = paid + stored(db, a.poll({ payouts = list }))
+      assert.are.equal(3, paid)
+    end)
+  end)
+
+  -- An engine rolled back to the release before `txs` (2acc70a, its rules verbatim below)
+  -- reads accounted.seen and awards "tx:<tx>" for every listed id not in it.
+  describe("rollback to the previous release", function()
+    local OLD_RULES = [==[
+-- Adventure Point rules shared by every pool.
+--
+-- decide(previous, current, ctx) -> award | {award, ...} | nil
+--   previous  the observation this function returned as `current` on the last successful poll
+--             (nil on an account's first poll), including the bookkeeping stored under
+--             `accounted` below
+--   current   this poll's observation, in the pool's currency
+--   ctx       pool, currency, player_id, username, wallet, now, and to_advc(amount)
+-- An award is {advc=, ap=, key=, reason=}; key is unique for the account, so the same payout
+-- can never be stored twice. What this function writes into `current.accounted` is kept
+-- between polls (it must be JSON: strings, numbers, booleans, tables).
+--
+-- Which counter is used, in order of preference:
+--   1. payouts with tx ids (zpool): each tx is awarded once;
+--   2. cumulative paid (cpu-pool, rplant, pools that report it): awards the increase;
+--   3. paid24h (YiiMP without a payout list): awards increases of the sliding 24h window.
+--      This misses a payout that lands in the same poll interval as an older one leaving the
+--      window; it is the fallback only (docs/pools.md).
+local AP_PER_ADVC = m2p.env_number("AP_PER_ADVC", 100, 0, 1e12)
+local MIN_PAYOUT_DELTA = m2p.env_number("MIN_PAYOUT_DELTA", 0.0001, 0, 1e12)
+-- The first observation of an account is a baseline: what the wallet was paid before the
+-- player joined is not rewarded. REWARD_HISTORY=true rewards it once instead.
+local REWARD_HISTORY = m2p.env_bool("REWARD_HISTORY", false)
+-- How many awarded payout ids an account remembers (pools list only recent payouts).
+local SEEN_LIMIT = 1000
+
+local rewards = {}
+
+local function award(advc, key, reason)
+  return { advc = m2p.round8(advc), ap = m2p.round8(advc * AP_PER_ADVC), key = key,
+           reason = reason }
+end
+
+local function mode_of(obs)
+  if obs.payouts then return "payouts" end
+  if obs.paid then return "paid" end
+  return "paid24h"
+end
+
+-- Payouts by tx id: award every id not seen before; remember the most recent SEEN_LIMIT.
+local function decide_payouts(prev, current, acc, ctx, awards, baseline, first)
+  local seen, order = {}, {}
+  for _, tx in ipairs(prev and prev.seen or {}) do
+    seen[tx] = true
+    order[#order + 1] = tx
+  end
+  for _, p in ipairs(current.payouts) do
+    if not seen[p.tx] then
+      seen[p.tx] = true
+      order[#order + 1] = p.tx
+      local advc = ctx.to_advc(p.amount)
+      if (not baseline or (REWARD_HISTORY and first)) and advc > 0 then
+        awards[#awards + 1] = award(advc, "tx:" .. p.tx, "payout " .. p.tx)
+      end
+    end
+  end
+  local first = math.max(1, #order - SEEN_LIMIT + 1)
+  acc.seen = { unpack(order, first) }
+end
+
+-- Cumulative paid: award the increase since the last accounted level. Increases below
+-- MIN_PAYOUT_DELTA are not lost: the accounted level stays put until they add up.
+local function decide_paid(prev, current, acc, ctx, awards, baseline, first)
+  local base = not baseline and prev and prev.paid
+  if not base then
+    acc.paid = current.paid
+    if REWARD_HISTORY and first and current.paid > 0 then
+      awards[#awards + 1] = award(ctx.to_advc(current.paid),
+        string.format("paid:%d:%.8f", acc.epoch, current.paid), "paid before first observation")
+    end
+  elseif current.paid < base then
+    m2p.log("warning", "paid_counter_decreased", { pool = ctx.pool, player_id = ctx.player_id,
+      previous_paid = base, current_paid = current.paid })
+    acc.paid = current.paid
+    acc.epoch = acc.epoch + 1
+  else
+    -- Rounded before the comparison: 10.5001 - 10.5 is 0.00009999999999976 in binary.
+    local advc = m2p.round8(ctx.to_advc(current.paid - base))
+    if advc > 0 and advc >= MIN_PAYOUT_DELTA then
+      awards[#awards + 1] = award(advc, string.format("paid:%d:%.8f", acc.epoch, current.paid),
+        string.format("paid %.8f -> %.8f", base, current.paid))
+      acc.paid = current.paid
+    else
+      acc.paid = base
+    end
+  end
+end
+
+-- paid24h fallback: increases are payouts; decreases are old payouts leaving the window.
+-- An increase below MIN_PAYOUT_DELTA keeps the old level so that small steps add up.
+local function decide_paid24h(prev, current, acc, ctx, awards, baseline)
+  local base = not baseline and prev and prev.paid24h
+  acc.paid24h = current.paid24h
+  if base and current.paid24h > base then
+    local advc = m2p.round8(ctx.to_advc(current.paid24h - base))
+    if advc > 0 and advc >= MIN_PAYOUT_DELTA then
+      acc.count = acc.count + 1
+      awards[#awards + 1] = award(advc, string.format("paid24h:%d", acc.count),
+        string.format("paid24h %.8f -> %.8f", base, current.paid24h))
+    else
+      acc.paid24h = base
+    end
+  end
+end
+
+local deciders = { payouts = decide_payouts, paid = decide_paid, paid24h = decide_paid24h }
+
+function rewards.decide(previous, current, ctx)
+  local prev = previous and previous.accounted
+  local mode = mode_of(current)
+  -- A first observation, or a pool that switched counters, starts a new baseline: comparing
+  -- different counters would invent or double payouts.
+  local baseline = prev == nil or prev.mode ~= mode
+  if prev and baseline then
+    m2p.log("info", "reward_counter_changed", { pool = ctx.pool, player_id = ctx.player_id,
+      previous_mode = prev.mode, mode = mode })
+  end
+  local acc = { mode = mode, epoch = prev and prev.epoch or 0, count = prev and prev.count or 0 }
+  local awards = {}
+  deciders[mode](prev, current, acc, ctx, awards, baseline, prev == nil)
+  current.accounted = acc
+  if #awards == 0 then return nil end
+  return awards
+end
+
+return rewards
+]==]
+
+    local function load_old(w)
+      local chunk = assert(loadstring(OLD_RULES, "=2acc70a:scripts/rewards.lua"))
+      setfenv(chunk, w:sandbox("2acc70a:scripts/rewards.lua"))
+      return chunk()
+    end
+
+    local function engine()
+      local w = helper.world()
+      local e = { new = w:load("scripts/rewards.lua"), old = load_old(w), db = {}, paid = 0,
+                  now = T0 }
+      function e.poll(rules, obs)
+        local ctx = { pool = "zpool", currency = "ADVC", player_id = 7, username = "ann",
+                      wallet = WALLET, wallet_id = WALLET_ID, now = e.now }
+        function ctx.to_advc(x) return x end
+        local previous = e.state and helper.json_decode(e.state, w.null)
+        local r = e[rules].decide(previous, obs, ctx)
+        e.state = helper.json_encode(obs, w.null)
+        if r and r.advc then r = { r } end
+        for _, aw in ipairs(r or {}) do
+          if not e.db[aw.key] then e.db[aw.key], e.paid = true, e.paid + aw.advc end
+        end
+      end
+      return e
+    end
+
+    it("pays no listed tx again: seen is still written beside txs", function()
+      local e = engine()
+      local list = function() return { { tx = "aa11", amount = 0.5, time = T0 - 100 } } end
+      e.poll("new", { payouts = {} })
+      e.now = T0 + 600
+      e.poll("new", { payouts = list() })           -- aa11: tx:<wallet_id>:aa11
+      e.now = T0 + 1200
+      e.poll("old", { payouts = list() })           -- rolled back: would be tx:aa11
+      assert.are.equal(0.5, e.paid)
+      e.now = T0 + 1800
+      e.poll("new", { payouts = list() })           -- and forward again
+      assert.are.equal(0.5, e.paid)
+    end)
+
+    it("pays none of the txs taken as counted at a switch from a counter", function()
+      local e = engine()
+      e.poll("new", { paid = 10 })
+      e.now = T0 + 600
+      e.poll("new", { paid = 12, payouts = { { tx = "c1", amount = 2, time = T0 - 60 } } })
+      assert.are.equal(0, e.paid)
+      e.now = T0 + 1200
+      e.poll("old", { paid = 12, payouts = { { tx = "c1", amount = 2, time = T0 - 60 } } })
+      assert.are.equal(0, e.paid)
+    end)
+
+    it("writes at most 1000 ids, the newest, sorted", function()
+      local a = account()
+      local list = {}
+      for i = 1, 1000 do list[i] = { tx = string.format("t%04d", i), amount = 1, time = T0 - i } end
+      a.poll({ payouts = list })
+      a.now = T0 + 600
+      local newer = {}
+      for i = 1, 10 do newer[i] = { tx = string.format("n%02d", i), amount = 1, time = T0 + i } end
+      local _, acc = a.poll({ payouts = newer })
+      assert.are.equal(1010, count(acc.txs))
+      assert.are.equal(1000, #acc.seen)
+      assert.are.equal("n01", acc.seen[1])
+      for i = 2, #acc.seen do assert.is_true(acc.seen[i - 1] < acc.seen[i]) end
+      local in_seen = {}
+      for _, tx in ipairs(acc.seen) do in_seen[tx] = true end
+      for i = 991, 1000 do assert.is_nil(in_seen[string.format("t%04d", i)]) end
+    end)
+  end)
+
   describe("through engine/pipeline.lua", function()
     it("ctx.wallet_id is the first 16 hex digits of the wallet's SHA-256", function()
       local pipeline, _, index = helper.pipeline({ only = { "cpu-pool" } })
@@ -558,6 +961,66 @@ describe("rewards.decide (scripts/rewards.lua)", function()
       local _, _, awards = pipeline.poll(index["cpu-pool"], account, answer("11"))
       assert.are.equal(1, #awards)
       assert.matches("^paid:" .. WALLET_ID .. ":%d+%.0:11%.00000000$", awards[1].key)
+    end)
+
+    -- One wallet in two letter cases (bech32) is one wallet: the same id, the same keys, so
+    -- a player re-typing the address never gets the listed txs again.
+    it("ctx.wallet_id comes from the canonical wallet (bech32 lower-cased)", function()
+      local pipeline, w, index = helper.pipeline({ only = { "zpool" } })
+      local lower = "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4"
+      local function answer(list)
+        local body = '{"currency": "BTC", "paid24h": 0, "error": "", "payouts": [' .. list .. ']}'
+        return { status = 200, headers = {}, body = body, json_type = "object",
+                 json = helper.json_decode(body, w.null) }
+      end
+      local keys = {}
+      for _, wallet in ipairs({ lower, lower:upper() }) do
+        local account = { player_id = 1, username = "ann", wallet = wallet }
+        local _, state = pipeline.poll(index.zpool, account, answer(""))
+        account.state = state
+        local _, _, awards = pipeline.poll(index.zpool, account,
+          answer('{"time": 1700000000, "amount": 0.0001, "tx": "t1"}'))
+        keys[#keys + 1] = awards[1].key
+      end
+      assert.are.equal("tx:" .. w.m2p.sha256(lower):sub(1, 16) .. ":t1", keys[1])
+      assert.are.equal(keys[1], keys[2])
+    end)
+
+    describe("observation.unit", function()
+      local function unit_pool(unit_source)
+        local pipeline = helper.pipeline({ only = {} })
+        local source = [[
+          return {
+            name = "unitpool", currency = "ADVC",
+            request = function(wallet) return { url = "http://127.0.0.1/" .. wallet } end,
+            parse = function(response) return { paid = 1, unit = ]] .. unit_source .. [[ } end,
+          }
+        ]]
+        local i = pipeline.load_pool("test/unitpool.lua", source, "unitpool")
+        local account = { player_id = 1, username = "ann", wallet = WALLET }
+        return function()
+          return pipeline.poll(i, account, { status = 200, headers = {}, body = "{}",
+                                             json_type = "object", json = {} })
+        end
+      end
+
+      it("is kept in the observation and the state", function()
+        local observation, state = unit_pool('"div2=8"')()
+        assert.are.equal("div2=8", helper.json_decode(observation).unit)
+        assert.are.equal("div2=8", helper.json_decode(state).accounted.unit)
+        assert.is_nil(helper.json_decode((unit_pool("nil")())).unit)
+      end)
+
+      it("must be a string of 1-64 printable characters", function()
+        for _, bad in ipairs({ '""', "8", "{}", "string.rep('x', 65)",
+                            "'a' .. string.char(10) .. 'b'", "string.char(127)", "string.char(200)" }) do
+          local ok, err = pcall(unit_pool(bad))
+          assert.is_false(ok, bad)
+          assert.matches("test/unitpool.lua: observation.unit must be a string of 1%-64 "
+                         .. "printable characters", err)
+        end
+        assert.is_true((pcall(unit_pool("string.rep('~', 64)"))))
+      end)
     end)
   end)
 end)

@@ -134,7 +134,8 @@ describe("pools/rplant.lua", function()
     it("divides every amount by 10^div2 from the metadata (8)", function()
       local obs = parse_with({ coin = "advc", div2 = 8 },
         wallet({ total = 1250000000, balance = 35000000, unpaid = 35000000, unsold = 0 }))
-      assert.are.same({ paid = 12.5, balance = 0.35, unpaid = 0.35, unsold = 0 }, obs)
+      assert.are.same({ paid = 12.5, balance = 0.35, unpaid = 0.35, unsold = 0,
+                        unit = "div2=8" }, obs)
     end)
 
     it("awards what the magnitude rule got wrong: 1 ADVC and 0.005 ADVC at div2 8", function()
@@ -148,15 +149,18 @@ describe("pools/rplant.lua", function()
     it("divides by 1e12 for a coin with div2 12, amounts as strings too", function()
       local obs = parse_with({ div2 = 12 }, wallet({ total = "12500000000000",
         balance = "350000000000", unpaid = "350000000000", unsold = "0" }))
-      assert.are.same({ paid = 12.5, balance = 0.35, unpaid = 0.35, unsold = 0 }, obs)
+      assert.are.same({ paid = 12.5, balance = 0.35, unpaid = 0.35, unsold = 0,
+                        unit = "div2=12" }, obs)
     end)
 
     it("lets RPLANT_DIV2 override the metadata, 0 meaning coins", function()
       local obs = parse_with({ div2 = 12 }, wallet({ total = 12500000, balance = 0, unpaid = 0 }),
                              { RPLANT_DIV2 = "6" })
       assert.are.equal(12.5, obs.paid)
+      assert.are.equal("div2=6", obs.unit)
       obs = parse_with(nil, wallet(), { RPLANT_DIV2 = "0" })
-      assert.are.same({ paid = 12.5, balance = 0.35, unpaid = 0.35, unsold = 0 }, obs)
+      assert.are.same({ paid = 12.5, balance = 0.35, unpaid = 0.35, unsold = 0,
+                        unit = "div2=0" }, obs)
     end)
 
     it("fails with the reason when the metadata is unavailable and nothing overrides it", function()
@@ -180,6 +184,80 @@ describe("pools/rplant.lua", function()
         assert.are.equal(total / 1e8, parse_with({ div2 = 8 }, wallet({ total = total,
           balance = 0, unpaid = 0 })).paid)
       end
+    end)
+  end)
+
+  -- The observation's unit ("div2=<n>") tells rewards.lua when the scale changed: a counter
+  -- read with another div2 is never compared with the last one (the review: 450 ADVC awarded
+  -- from nothing when /api/dash said 7 instead of 8).
+  describe("a change of units between polls", function()
+    local T0 = 1700000000
+    local function polls(steps, env)
+      local world = helper.world({ env = env or {} })
+      local p = world:load("pools/rplant.lua")
+      local rules = world:load("scripts/rewards.lua")
+      local state, got = nil, {}
+      for i, step in ipairs(steps) do
+        local response = world:response(wallet(step.body), { wallet = WALLET })
+        response.metadata = { coin = "advc", div2 = step.div2 }
+        local obs = assert(p.parse(response))
+        local ctx = { pool = "rplant", currency = "ADVC", player_id = 7, username = "ann",
+                      wallet = WALLET, wallet_id = "0ae2865e2c2c50e5", now = T0 + 600 * i }
+        function ctx.to_advc(x) return x end
+        local previous = state and helper.json_decode(state, world.null)
+        local advc = 0
+        for _, a in ipairs(rules.decide(previous, obs, ctx) or {}) do advc = advc + a.advc end
+        state = helper.json_encode(obs, world.null)
+        got[i] = advc
+      end
+      return got, world
+    end
+    local function at(div2, total) return { div2 = div2, body = { total = total, balance = 0,
+                                                                  unpaid = 0 } } end
+
+    it("takes a new baseline and awards nothing when div2 drops (8 -> 7)", function()
+      local got, world = polls({ at(8, 5000000000), at(7, 5000000000), at(7, 5100000000) })
+      assert.are.same({ 0, 0, 10 }, got)
+      local changed = world:logged("reward_units_changed")
+      assert.are.equal(1, #changed)
+      assert.are.equal("warning", changed[1].level)
+      assert.are.equal("div2=8", changed[1].fields.previous_unit)
+      assert.are.equal("div2=7", changed[1].fields.unit)
+    end)
+
+    it("awards nothing when div2 is too large for 3 polls and then right again", function()
+      local got = polls({ at(8, 5000000000), at(12, 5000000000), at(12, 5000000000),
+                          at(12, 5000000000), at(8, 5000000000), at(8, 5050000000) })
+      assert.are.same({ 0, 0, 0, 0, 0, 0.5 }, got)
+    end)
+
+    it("keeps the payments remembered: a tx is never awarded again in the new units", function()
+      local P = { time = 1, amount = 200000000, tx = "t1" }
+      local got = polls({ { div2 = 8, body = { total = 0, payments = {} } },
+                          { div2 = 8, body = { total = 200000000, payments = { P } } },
+                          { div2 = 7, body = { total = 200000000, payments = { P } } },
+                          { div2 = 8, body = { total = 200000000, payments = { P } } } })
+      assert.are.same({ 0, 2, 0, 0 }, got)
+    end)
+
+    -- The review: a state the previous release wrote (its magnitude rule: 100500000 / 1e12)
+    -- compared with the same figures read with div2 = 8 (1.005 ADVC).
+    it("starts a new baseline on a state written without a unit (the previous release)", function()
+      local world = helper.world()
+      local p = world:load("pools/rplant.lua")
+      local rules = world:load("scripts/rewards.lua")
+      local previous = { paid = 0.0001005, balance = 0.000002, unpaid = 0.000002,
+                         accounted = { mode = "paid", epoch = 0, count = 0, paid = 0.0001005 } }
+      local response = world:response(wallet({ total = 100500000, balance = 2000000,
+                                               unpaid = 2000000 }), { wallet = WALLET })
+      response.metadata = { coin = "advc", div2 = 8 }
+      local obs = assert(p.parse(response))
+      local ctx = { pool = "rplant", currency = "ADVC", player_id = 7, username = "ann",
+                    wallet = WALLET, wallet_id = "0ae2865e2c2c50e5", now = T0 }
+      function ctx.to_advc(x) return x end
+      assert.is_nil(rules.decide(previous, obs, ctx))
+      assert.are.equal(1.005, obs.accounted.paid)
+      assert.are.equal("div2=8", obs.accounted.unit)
     end)
   end)
 
@@ -213,6 +291,21 @@ describe("pools/rplant.lua", function()
       assert.are.equal(4, #world:logged("rplant_payment_skipped"))
     end)
 
+    it("skip numeric tx ids of 2^53 or more (not exact as JSON numbers), with a warning", function()
+      local response = world:response('{"address": "' .. WALLET .. '", "total": 300000000, '
+        .. '"payments": [{"time": 1, "amount": 100000000, "tx": 18446744073709551617},'
+        .. '{"time": 1, "amount": 200000000, "tx": 18446744073709551618},'
+        .. '{"time": 1, "amount": 100000000, "tx": 4242}]}', { wallet = WALLET })
+      response.metadata = { coin = "advc", div2 = 8 }
+      local obs = p.parse(response)
+      assert.are.same({ { tx = "4242", amount = 1, time = 1 } }, obs.payouts)
+      local warnings = 0
+      for _, r in ipairs(world:logged("rplant_payment_skipped")) do
+        if r.level == "warning" then warnings = warnings + 1 end
+      end
+      assert.are.equal(2, warnings)
+    end)
+
     it("keep a tx listed twice once", function()
       local obs = parse8(wallet({ total = 0, payments = {
         { time = 1, amount = 100000000, tx = TX1 }, { time = 1, amount = 100000000, tx = TX1 } } }))
@@ -237,8 +330,8 @@ describe("pools/rplant.lua", function()
 
   describe("the paid counter", function()
     it("is total when rplant sends only its usual fields", function()
-      assert.are.same({ paid = 12.5, balance = 0.35, unsold = 0, unpaid = 0.35 },
-                      parse(wallet()))
+      assert.are.same({ paid = 12.5, balance = 0.35, unsold = 0, unpaid = 0.35,
+                        unit = "div2=0" }, parse(wallet()))
     end)
 
     it("prefers paid, then totalPaid, then stats.paid, then total", function()

@@ -1,0 +1,142 @@
+/* Private to the poller: the structures that poller.c, poller_wallets.c and poller_pacing.c
+ * share, and the functions they call across files. Only the poller's own files include
+ * this header; everyone else uses poller.h.
+ *
+ * poller.c           players, accounts, pool slots and each poll through its callbacks
+ * poller_wallets.c   wallet refusals: the wallet check and ownership, parking, re-checks
+ * poller_pacing.c    whether a pool's accounts can be polled within its max_interval */
+#ifndef M2P_POLLER_INTERNAL_H
+#define M2P_POLLER_INTERNAL_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "poller.h"
+#include "pool_metadata.h"
+#include "scheduler.h"
+#include "wallet_owners.h"
+
+#define MAX_POOL_SLOTS 256
+#define WALLET_TEXT_MAX 1024 /* canonical wallets; the pipeline refuses any over 256 bytes */
+
+/* Why an active account is parked instead of scheduled. */
+enum { REFUSED_NONE, REFUSED_INVALID, REFUSED_DUPLICATE };
+
+typedef struct generation {
+    script_runtime *rt;
+    int refs;
+} generation;
+
+/* A pool as the poller knows it across generations (matched by name). */
+typedef struct pool_slot {
+    char *name;
+    int script_index; /* in the current generation; -1 when gone or disabled */
+    pool_metrics *metrics;
+    uint64_t attempts, successes; /* for --once's "failed entirely" */
+    bool pacing_warned; /* pool_interval_exceeds_max was said for the current state */
+} pool_slot;
+
+typedef struct account {
+    uint32_t player;
+    uint16_t slot;
+    bool active;
+    bool loaded; /* state and version are what the store holds */
+    bool in_flight;
+    uint8_t refused;      /* REFUSED_*: not scheduled, see poller_wallets.c */
+    bool canonical_differs; /* the wallet check's canonical form is not the wallet itself */
+    uint16_t checked_gen; /* generation (gen_seq) whose wallet check the wallet last passed */
+    uint32_t refusal_logged; /* hash of the refusal last logged (0: none): said once */
+    uint32_t epoch;
+    long long version;
+    uint64_t observation_hash;
+    double last_snapshot; /* ev_now() of the last snapshot this engine stored */
+    char *state_json;
+    award_history history; /* paid awards so far, as the store had them plus since */
+} account;
+
+/* A player and the accounts created for it (one per pool it has had a wallet on). */
+typedef struct player_entry {
+    player p;
+    bool present;
+    bool seen; /* put since poller_sweep_begin */
+    uint32_t *accounts;
+    uint16_t n_accounts;
+} player_entry;
+
+typedef struct poll_ctx {
+    poller *p;
+    uint32_t account;
+    uint32_t epoch;
+    generation *gen;
+    int script_index;
+    double started;
+    char *previous_state; /* the state this poll's decision was based on */
+    uint64_t observation_hash;
+    poll_outcome outcome;
+    hold_reason *held; /* per award, when the limits held any; else NULL */
+    char **held_why;   /* the explanation of each held award (NULL = paid) */
+} poll_ctx;
+
+struct poller {
+    struct ev_loop *loop;
+    poller_options opts;
+    http_client *http;
+    pool_metadata *metadata; /* pools' metadata requests, through `http` */
+    scheduler *sched;
+    metrics metrics;
+    generation *gen;
+    pool_slot slots[MAX_POOL_SLOTS];
+    size_t n_slots;
+    player_entry *players;
+    size_t n_players, players_cap, players_present;
+    uint32_t *player_index; /* open addressing on player id: index + 1, 0 = empty */
+    size_t player_index_cap;
+    account_store *store;
+    account_owner_fn owns;
+    void *owns_user;
+    account *accounts;
+    size_t n_accounts, accounts_cap;
+    uint16_t gen_seq;          /* bumped on every reload: wallets are checked again */
+    wallet_owners *owners;     /* stores that do not claim wallets: who owns one, in-process */
+    size_t refused_duplicates; /* accounts parked as another player's wallet */
+    size_t recheck_cursor;
+    size_t in_flight; /* polls started and not finished (load, HTTP or commit) */
+    ev_timer wake, cycle, deadline;
+    bool started, stopping, pumping, finished;
+    bool abandoned; /* stop deadline passed with polls still waiting on the store */
+    void (*on_finished)(void *);
+    void *on_finished_user;
+    void (*status)(void *, cJSON *);
+    void *status_user;
+    award_limits limits;
+};
+
+/* The player an account belongs to, and the wallet that player names for the account's pool. */
+static inline const player *player_of(const poller *p, uint32_t id)
+{
+    return &p->players[p->accounts[id].player].p;
+}
+
+static inline const char *wallet_of(const poller *p, uint32_t id)
+{
+    return player_wallet_for(player_of(p, id), p->slots[p->accounts[id].slot].name);
+}
+
+/* poller.c */
+cJSON *poller_account_fields(const poller *p, uint32_t id);
+void poller_schedule(poller *p, uint32_t id);
+void poller_check_finished(poller *p);
+
+/* poller_wallets.c */
+void poller_set_refusal(poller *p, account *a, uint8_t kind);
+bool poller_admit(poller *p, uint32_t id, char *canonical, size_t len);
+bool poller_may_poll(poller *p, uint32_t id, char *canonical, size_t len);
+bool poller_owned(poller *p, uint32_t id, const stored_account *stored);
+void poller_recheck_all_refused(poller *p);
+void poller_recheck_duplicates(poller *p);
+
+/* poller_pacing.c */
+void poller_check_pacing(poller *p, bool again);
+
+#endif
