@@ -234,10 +234,21 @@ void scheduler_remove(scheduler *s, uint32_t id)
     if (id >= s->accounts_cap || !(s->accounts[id].flags & ACCOUNT_ACTIVE))
         return;
     sched_account *a = &s->accounts[id];
+    sched_pool *p = &s->pools[a->pool];
     if (a->heap_pos != NOT_QUEUED)
         heap_remove(s, id);
-    s->pools[a->pool].accounts--;
-    a->flags &= (uint8_t)~ACCOUNT_ACTIVE; /* an in-flight poll's done() will find it gone */
+    p->accounts--;
+    /* A poll in flight frees its slot now: the poller drops the result of a poll whose
+     * account went away and never reports it, and an account added again starts afresh.
+     * Keeping the slot charged would leak it for good: with concurrency 1 (zpool) the pool
+     * would never start another poll. A removed probe leaves the breaker open, not probing. */
+    if (a->flags & ACCOUNT_IN_FLIGHT) {
+        p->in_flight--;
+        s->in_flight--;
+        if (p->breaker == BREAKER_PROBING)
+            p->breaker = BREAKER_OPEN;
+    }
+    a->flags = 0;
 }
 
 /* ==================================================================== Dispatch */

@@ -262,6 +262,32 @@ static void test_remove_in_flight(void)
     sim_free(m);
 }
 
+/* An account removed and added again while its poll is in flight (a player row change, a
+ * change of ownership, a reload) must not keep the old poll's slot: the poller drops that
+ * poll's result without reporting it. With concurrency 1 a leaked slot stopped the pool for
+ * good (zpool in the three-engine test). */
+static void test_readd_in_flight_frees_the_slot(void)
+{
+    sim *m = sim_new(10);
+    scheduler_set_pool(m->s, 0, &(sched_pool_limits){.concurrency = 1});
+    sim_add(m, 0, 0, 2);
+    double wake;
+    int64_t id = scheduler_next(m->s, 20, &wake);
+    CHECK(id >= 0, "no account due");
+    scheduler_remove(m->s, (uint32_t)id);
+    scheduler_add_at(m->s, (uint32_t)id, 0, 20);
+    /* the old poll finishes unreported; both accounts must still be polled */
+    int64_t again = scheduler_next(m->s, 20, &wake);
+    CHECK(again >= 0, "the pool stopped after an account was added again while in flight");
+    scheduler_done(m->s, (uint32_t)again, 21, SCHED_OK, 0);
+    int64_t other = scheduler_next(m->s, 30, &wake);
+    CHECK(other >= 0 && other != again, "the other account was never polled again");
+    scheduler_done(m->s, (uint32_t)other, 31, SCHED_OK, 0);
+    CHECK(scheduler_in_flight(m->s) == 0, "in-flight count leaked: %zu",
+          scheduler_in_flight(m->s));
+    sim_free(m);
+}
+
 /* zpool's case: one request per 65 s and payouts that stay listed for 24 h, of which the
  * pool script allows 20 h. 1107 accounts fit (1107 x 65 = 71955 s); with 1108 a round takes
  * 72020 s and the scheduler must say so. Simulated, the warning is the truth: below the
@@ -341,6 +367,7 @@ int main(void)
     test_probe_with_account_failure_closes_breaker();
     test_retry_after_pauses_pool();
     test_remove_in_flight();
+    test_readd_in_flight_frees_the_slot();
     test_max_interval_capacity();
     test_max_interval_edges();
     return check_summary();
