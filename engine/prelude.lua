@@ -95,6 +95,24 @@ function m2p.opt_num(t, path)
   return x
 end
 
+-- A payout's transaction id as the engine accepts it (1-128 letters, digits and - _ : .), or
+-- nil and why not. A numeric id is a JSON number, read as a double: exact only below 2^53.
+-- Above, distinct ids read as one number (and from 2^63 "%d" prints them all as the same
+-- string), so two payouts would share one key and one would never be awarded: refused (an
+-- id sent as a string, "tx": "18446744073709551617", is fine).
+local MAX_EXACT_TX = 2 ^ 53
+
+function m2p.tx_id(tx)
+  if type(tx) == "number" and tx % 1 == 0 and tx >= MAX_EXACT_TX then
+    return nil, "numeric tx id of 2^53 or more: not exact as a JSON number"
+  end
+  if type(tx) == "number" and tx % 1 == 0 and tx > 0 then tx = string.format("%d", tx) end
+  if type(tx) ~= "string" or #tx == 0 or #tx > 128 or not tx:match("^[%w%-_:%.]+$") then
+    return nil, "no usable tx id (" .. m2p.describe(tx) .. ")"
+  end
+  return tx
+end
+
 -- A short printable description of a value, for error messages about what a pool sent.
 function m2p.describe(v)
   if v == native.null then return "null" end

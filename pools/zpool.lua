@@ -57,24 +57,14 @@ local function same_address(a, b)
   return a:lower():match("^bc1") ~= nil and a:lower() == b:lower()
 end
 
--- The engine accepts tx ids of 1-128 letters, digits and - _ : .
--- A numeric id is a JSON number, read as a double: exact only below 2^53. Above, distinct ids
--- read as one number (and from 2^63 "%d" prints them all as the same string), so two payouts
--- would share one key and one of them would never be awarded: such an entry is skipped with
--- a warning (the id as a string, "tx": "18446744073709551617", is fine).
-local MAX_EXACT_TX = 2 ^ 53
-
+-- A tx id the engine accepts (m2p.tx_id); an id that cannot be exact (a JSON number of 2^53
+-- or more) is skipped with a warning, a missing one quietly (a payout not sent yet).
 local function usable_tx(tx)
-  if type(tx) == "number" and tx % 1 == 0 and tx >= MAX_EXACT_TX then
-    m2p.log("warning", "zpool_payout_skipped", { tx = string.format("%.17g", tx),
-      detail = "numeric tx id of 2^53 or more: not exact as a JSON number, skipped" })
-    return nil
+  local id, why = m2p.tx_id(tx)
+  if id == nil and type(tx) == "number" and tx % 1 == 0 and tx >= 2 ^ 53 then
+    m2p.log("warning", "zpool_payout_skipped", { tx = string.format("%.17g", tx), detail = why .. ", skipped" })
   end
-  if type(tx) == "number" and tx % 1 == 0 and tx > 0 then tx = string.format("%d", tx) end
-  if type(tx) ~= "string" or #tx == 0 or #tx > 128 or not tx:match("^[%w%-_:%.]+$") then
-    return nil
-  end
-  return tx
+  return id
 end
 
 local function parse_payouts(list, wallet)

@@ -17,9 +17,6 @@ Against a real PostgreSQL (pgserver.py) and the pool simulator on its manual clo
   Python HTTP server this test controls.
 """
 
-import http.server
-import json
-import threading
 from decimal import Decimal
 
 import harness
@@ -144,53 +141,7 @@ return {
 '''
 
 
-class PaidServer:
-    """An HTTP server answering {"wallet", "paid"} from a table the test sets, counting how
-    often each (wallet, value) was served."""
-
-    def __init__(self):
-        self.paid = {}
-        self.served = {}
-        self.lock = threading.Lock()
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                wallet = self.path.lstrip("/")
-                with outer.lock:
-                    value = outer.paid.get(wallet)
-                    if value is not None:
-                        outer.served[(wallet, value)] = outer.served.get((wallet, value), 0) + 1
-                if value is None:
-                    body, status = b'{"error": "unknown wallet"}', 404
-                else:
-                    body, status = json.dumps({"wallet": wallet, "paid": value}).encode(), 200
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def set(self, wallet, value):
-        with self.lock:
-            self.paid[wallet] = value
-
-    def times_served(self, wallet, value):
-        with self.lock:
-            return self.served.get((wallet, value), 0)
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+PaidServer = harness.PaidServer
 
 
 def test_decrease_rebaselines(ctx):

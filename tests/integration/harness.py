@@ -761,6 +761,80 @@ def _on_signal(signum, frame):
     sys.exit(1)
 
 
+
+# ---------------------------------------------------------------- a pool the test controls
+
+
+class PaidServer:
+    """A loopback HTTP pool answering GET .../<wallet> with {"wallet", "paid"} from a table the
+    test sets (404 for a wallet it does not know), counting the requests per wallet and how
+    often each (wallet, value) was served."""
+
+    def __init__(self):
+        import http.server
+        import urllib.parse
+        self.paid = {}
+        self.requests = {}
+        self.served = {}
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                wallet = urllib.parse.unquote(self.path.rsplit("/", 1)[-1])
+                with outer.lock:
+                    outer.requests[wallet] = outer.requests.get(wallet, 0) + 1
+                    value = outer.paid.get(wallet)
+                    if value is not None:
+                        outer.served[(wallet, value)] = outer.served.get((wallet, value), 0) + 1
+                if value is None:
+                    body, status = b'{"error": "unknown wallet"}', 404
+                else:
+                    body, status = json.dumps({"wallet": wallet, "paid": value}).encode(), 200
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def set(self, wallet, value):
+        with self.lock:
+            self.paid[wallet] = value
+
+    def requests_for(self, wallet):
+        with self.lock:
+            return self.requests.get(wallet, 0)
+
+    def times_served(self, wallet, value):
+        with self.lock:
+            return self.served.get((wallet, value), 0)
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def with_paid_server(fn):
+    """A test fn(ctx, server) run with a PaidServer that is closed whatever happens."""
+    def test(ctx):
+        server = PaidServer()
+        try:
+            fn(ctx, server)
+        finally:
+            server.close()
+    test.__name__ = fn.__name__
+    return test
+
+
 def main(namespace):
     """Runs every test_* function of the calling module, in definition order."""
     if len(sys.argv) != 2:

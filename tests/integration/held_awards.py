@@ -24,11 +24,9 @@ this test controls, so every account's cumulative `paid` is exactly what the tes
   restarted engine holds the same award a running one would.
 """
 
-import http.server
 import json
 import os
 import signal
-import threading
 from decimal import Decimal
 
 import harness
@@ -67,65 +65,10 @@ return {
 '''
 
 
-class PaidServer:
-    """Answers {"wallet", "paid"} from a table the test sets, counting how often each
-    (wallet, value) was served."""
-
-    def __init__(self):
-        self.paid = {}
-        self.served = {}
-        self.lock = threading.Lock()
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                wallet = self.path.lstrip("/")
-                with outer.lock:
-                    value = outer.paid.get(wallet)
-                    if value is not None:
-                        outer.served[(wallet, value)] = outer.served.get((wallet, value), 0) + 1
-                if value is None:
-                    body, status = b'{"error": "unknown wallet"}', 404
-                else:
-                    body, status = json.dumps({"wallet": wallet, "paid": value}).encode(), 200
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def set(self, wallet, value):
-        with self.lock:
-            self.paid[wallet] = value
-
-    def times_served(self, wallet, value):
-        with self.lock:
-            return self.served.get((wallet, value), 0)
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+PaidServer = harness.PaidServer
 
 
-def with_server(fn):
-    """Runs fn(ctx, server) with a PaidServer that is closed whatever happens."""
-    def test(ctx):
-        server = PaidServer()
-        try:
-            fn(ctx, server)
-        finally:
-            server.close()
-    test.__name__ = fn.__name__
-    return test
+with_server = harness.with_paid_server
 
 
 def step(server, wallet, value, polls=3):

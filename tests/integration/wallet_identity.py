@@ -18,12 +18,8 @@ doubled award, or a log line per poll, before the change:
   the scripts re-checks refused wallets.
 """
 
-import http.server
-import json
 import signal
-import threading
 import time
-import urllib.parse
 from decimal import Decimal
 
 import harness
@@ -74,58 +70,7 @@ def pool_scripts():
     }
 
 
-class PaidServer:
-    """Answers {"wallet", "paid"} from a table the test sets; counts requests per wallet."""
-
-    def __init__(self):
-        self.paid = {}
-        self.requests = {}
-        self.served = {}
-        self.lock = threading.Lock()
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                wallet = urllib.parse.unquote(self.path.rsplit("/", 1)[-1])
-                with outer.lock:
-                    outer.requests[wallet] = outer.requests.get(wallet, 0) + 1
-                    value = outer.paid.get(wallet)
-                    if value is not None:
-                        outer.served[(wallet, value)] = outer.served.get((wallet, value), 0) + 1
-                if value is None:
-                    body, status = b'{"error": "unknown wallet"}', 404
-                else:
-                    body, status = json.dumps({"wallet": wallet, "paid": value}).encode(), 200
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def set(self, wallet, value):
-        with self.lock:
-            self.paid[wallet] = value
-
-    def requests_for(self, wallet):
-        with self.lock:
-            return self.requests.get(wallet, 0)
-
-    def times_served(self, wallet, value):
-        with self.lock:
-            return self.served.get((wallet, value), 0)
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+PaidServer = harness.PaidServer
 
 
 _pg = None
@@ -166,15 +111,7 @@ def wait_served(server, wallet, value, n=2, timeout=30):
                        "%d polls of %s at %s" % (n, wallet, value))
 
 
-def with_server(fn):
-    def run(ctx):
-        server = PaidServer()
-        try:
-            fn(ctx, server)
-        finally:
-            server.close()
-    run.__name__ = fn.__name__
-    return run
+with_server = harness.with_paid_server
 
 
 def start(ctx, gdb, server, engine_id, **extra):
