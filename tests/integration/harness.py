@@ -765,6 +765,28 @@ def _on_signal(signum, frame):
 # ---------------------------------------------------------------- a pool the test controls
 
 
+# The pool script that reads PaidServer's answers (pool "testpool").
+PAID_POOL_SCRIPT = r'''
+-- A minimal pool for tests: GET <TESTPOOL_URL>/<wallet> -> {"wallet": ..., "paid": "..."}
+return {
+  name = "testpool",
+  currency = "ADVC",
+  request = function(wallet)
+    return {url = m2p.env("TESTPOOL_URL", "http://127.0.0.1:9") .. "/" .. m2p.urlencode(wallet)}
+  end,
+  parse = function(response)
+    local j = response.json
+    if type(j) ~= "table" then return nil, "not a JSON object" end
+    if j.wallet ~= response.wallet then return nil, "another wallet's answer" end
+    local paid, err = m2p.num(j.paid)
+    if paid == nil then return nil, "paid: " .. tostring(err) end
+    return {paid = paid}
+  end,
+  limits = {concurrency = 4},
+}
+'''
+
+
 class PaidServer:
     """A loopback HTTP pool answering GET .../<wallet> with {"wallet", "paid"} from a table the
     test sets (404 for a wallet it does not know), counting the requests per wallet and how
