@@ -105,9 +105,11 @@ def add_late_player(gdb, eng, sim, late, late_accounts):
           "the late player's wallets should have been paid already: %s" % before)
     since = pgserver.marks([eng])
     gdb.add_players(late)
-    # NOTIFY, not the periodic refresh (every 300 s here), brings it in
+    # NOTIFY, not the periodic refresh (every 300 s here), brings it in. The wait is generous:
+    # under a loaded sanitizer build zpool's single-request slot can lag behind (the refresh
+    # would only come after 300 s, so this still tells NOTIFY from the refresh).
     pgserver.wait_polls([eng], since, late_accounts, 2, "the late player's first polls",
-                        timeout=30)
+                        timeout=90)
     check(gdb.totals()[late[0]["player_id"]] == ("0.00000000", "0.00000000"),
           "the late player was awarded its wallets' history: %s" % (gdb.totals(),))
     check(not gdb.sql("SELECT id FROM mining_events WHERE player_id = %d"
