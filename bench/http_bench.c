@@ -77,7 +77,7 @@ static void start_one(void)
     char url[1024];
     snprintf(url, sizeof url, "%s?%s", g.base, g.wallets[g.started % g.n]);
     static const char *const headers[] = {"Accept: application/json"};
-    http_request req = {url, headers, 1, NULL, NULL, HTTP_REDIRECTS_NONE};
+    http_request req = {.url = url, .headers = headers, .n_headers = 1};
     g.started++;
     if (http_get(g.client, &req, on_done, NULL) != 0) {
         fprintf(stderr, "http_bench: http_get failed\n");

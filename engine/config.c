@@ -13,6 +13,7 @@
  */
 #include "config.h"
 
+#include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -84,6 +85,64 @@ static bool check_byte_list(char *value)
     }
 }
 
+/* SOCKETIO_NAMESPACE: "/" or "/name" of URL-safe characters (it is written into packets). */
+static bool check_namespace(char *value)
+{
+    if (value[0] != '/' || strlen(value) > 200)
+        return false;
+    for (const char *p = value + 1; *p; p++)
+        if (!isalnum((unsigned char)*p) && !strchr("-_./~", *p))
+            return false;
+    return true;
+}
+
+/* SOCKETIO_PATH: an absolute URL path of URL-safe characters. */
+static bool check_url_path(char *value)
+{
+    return check_namespace(value) && !strstr(value, "//");
+}
+
+/* SOCKETIO_AUTH: a JSON object (the CONNECT packet's payload); empty = none. */
+static bool check_json_object(char *value)
+{
+    if (!*value)
+        return true;
+    cJSON *j = cJSON_ParseWithOpts(value, NULL, 1); /* nothing may follow the object */
+    bool ok = cJSON_IsObject(j);
+    cJSON_Delete(j);
+    return ok;
+}
+
+/* WEBHOOK_URLS: http(s) URLs separated by commas, without spaces. */
+static bool check_url_list(char *value)
+{
+    if (!*value)
+        return true;
+    char *copy = strdup(value), *save = NULL;
+    bool ok = copy != NULL;
+    for (char *u = copy ? strtok_r(copy, ",", &save) : NULL; ok && u;
+         u = strtok_r(NULL, ",", &save)) {
+        ok = (strncmp(u, "http://", 7) == 0 || strncmp(u, "https://", 8) == 0) &&
+             check_proxy_url(u);
+    }
+    if (ok && (value[strlen(value) - 1] == ',' || value[0] == ',' || strstr(value, ",,")))
+        ok = false;
+    free(copy);
+    return ok;
+}
+
+/* PG_NOTIFY_CHANNEL: a plain identifier, 1-63 bytes (it is passed to pg_notify as a value). */
+static bool check_channel(char *value)
+{
+    size_t n = strlen(value);
+    if (n > 63)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)value[i]) && value[i] != '_')
+            return false;
+    return n == 0 || !isdigit((unsigned char)value[0]);
+}
+
 static bool check_engine_id(char *value)
 {
     size_t n = strlen(value);
@@ -139,6 +198,28 @@ static const config_setting settings[CFG_COUNT] = {
     SETTING_URL(SOCKETIO_URL, "", socketio_schemes,
                 "Socket.IO server that receives mining_reward events; empty = no Socket.IO "
                 "notifications"),
+    SETTING_STRING(SOCKETIO_NAMESPACE, "/", 0, "\"/\" or \"/name\"", check_namespace,
+                   "Socket.IO namespace the engine connects to"),
+    SETTING_STRING(SOCKETIO_PATH, "/socket.io/", 0, "absolute URL path", check_url_path,
+                   "the Socket.IO server's path (its `path` option)"),
+    SETTING_STRING(SOCKETIO_AUTH, "", CFG_SECRET, "JSON object", check_json_object,
+                   "sent as the CONNECT packet's auth payload (the server sees it as "
+                   "socket.handshake.auth); empty = none"),
+    SETTING_STRING(WEBHOOK_URLS, "", 0, "comma-separated http(s) URLs", check_url_list,
+                   "each mining_reward is POSTed to every one of these URLs; empty = none"),
+    SETTING_STRING(WEBHOOK_SECRET, "", CFG_SECRET, "any text",  NULL,
+                   "key of the X-M2P-Signature HMAC-SHA256 on webhook requests; empty = "
+                   "unsigned"),
+    SETTING_STRING(PG_NOTIFY_CHANNEL, "", 0, "identifier of 1-63 letters, digits, _",
+                   check_channel,
+                   "pg_notify(channel, payload) in each award's transaction, for games that "
+                   "LISTEN; empty = off"),
+    SETTING_INT(NOTIFY_MAX_AGE, "86400", 60, 31536000,
+                "seconds an undelivered notification is retried before it is given up "
+                "(logged as notification_expired)"),
+    SETTING_NUMBER(NOTIFY_TIMEOUT, "10", 0.1, 300,
+                   "seconds a receiver has to acknowledge one notification (Socket.IO ack, "
+                   "webhook answer) before it is retried"),
     SETTING_INT(POLL_INTERVAL_SECONDS, "60", 1, 86400, "seconds between polls of one account"),
     SETTING_NUMBER(POOL_REQUEST_TIMEOUT, "10", 0.1, 300,
                    "seconds one pool HTTP request may take in total"),

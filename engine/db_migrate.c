@@ -29,6 +29,7 @@ static const migration migrations[] = {
     {4, "004_wallet_claims.sql"},
     {5, "005_rplant_units_rebaseline.sql"},
     {6, "006_claims_checked_at_commit.sql"},
+    {7, "007_notifications.sql"},
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 

@@ -51,7 +51,7 @@ static const char *const SQL_LOAD =
 
 static const char *const SQL_COMMIT =
     "SELECT m2p_commit_poll($1::int, $2, $3, $4::bigint, $5::jsonb, $6, $7::jsonb, $8::jsonb,"
-    " $9)";
+    " $9, $10)";
 
 static const char *const SQL_PRUNE =
     "DELETE FROM pool_snapshots WHERE id IN (SELECT id FROM pool_snapshots"
@@ -475,8 +475,9 @@ static void store_commit(account_store *self, const poll_commit *pc, commit_done
     snprintf(version, sizeof version, "%lld", pc->version);
     char *awards = awards_json(pc), *snapshot = snapshot_json(s, pc);
     const char *params[] = {c->player, pc->pool, pc->wallet, version, pc->outcome->state_json,
-                            pc->observation_hash, snapshot, awards, pc->rules_generation};
-    int rc = query(s, SQL_COMMIT, 9, params, on_commit, c);
+                            pc->observation_hash, snapshot, awards, pc->rules_generation,
+                            s->opts.notify_channel};
+    int rc = query(s, SQL_COMMIT, 10, params, on_commit, c);
     free(awards);
     free(snapshot);
     if (rc != 0) {

@@ -17,6 +17,8 @@ typedef struct db_store_options {
     double touch_flush_seconds; /* how often unchanged polls are written, in one statement */
     double refresh_seconds;   /* full players refresh, the safety net of NOTIFY */
     int snapshot_retention_days; /* SNAPSHOT_RETENTION_DAYS; 0 = keep all */
+    char notify_channel[64];  /* PG_NOTIFY_CHANNEL: pg_notify in each award's transaction;
+                                 "" = off */
 } db_store_options;
 
 db_store *db_store_new(struct ev_loop *loop, db *d, const db_store_options *o);

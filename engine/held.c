@@ -28,7 +28,8 @@ static const char *const SQL_LIST =
 #define SETTLE_COLUMNS                                                                      \
     "SELECT o_outcome, o_player, o_pool, o_key, o_advc::text, o_ap::text, o_event_id, "    \
     UTC_TIME("o_settled_at")
-static const char *const SQL_RELEASE = SETTLE_COLUMNS " FROM m2p_release_held($1::bigint)";
+/* $2: PG_NOTIFY_CHANNEL, so a released award is NOTIFYed like any other. */
+static const char *const SQL_RELEASE = SETTLE_COLUMNS " FROM m2p_release_held($1::bigint, $2)";
 static const char *const SQL_REJECT = SETTLE_COLUMNS " FROM m2p_reject_held($1::bigint)";
 
 /* The columns of SQL_RELEASE / SQL_REJECT. */
@@ -157,10 +158,12 @@ static int report_settled(const PGresult *r, const char *id, held_action action)
     return 0;
 }
 
-static int settle_held(PGconn *conn, const char *url, held_action action, const char *id)
+static int settle_held(PGconn *conn, const config *cfg, held_action action, const char *id)
 {
-    const char *params[] = {id};
-    PGresult *r = PQexecParams(conn, action == HELD_RELEASE ? SQL_RELEASE : SQL_REJECT, 1, NULL,
+    const char *url = config_string(cfg, CFG_DATABASE_URL);
+    const char *params[] = {id, config_string(cfg, CFG_PG_NOTIFY_CHANNEL)};
+    bool release = action == HELD_RELEASE;
+    PGresult *r = PQexecParams(conn, release ? SQL_RELEASE : SQL_REJECT, release ? 2 : 1, NULL,
                                params, NULL, NULL, 0);
     int status;
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
@@ -187,7 +190,7 @@ int held_command(const config *cfg, held_action action, const char *id)
     if (!conn)
         return 1;
     const char *url = config_string(cfg, CFG_DATABASE_URL);
-    int status = action == HELD_LIST ? list_held(conn, url) : settle_held(conn, url, action, id);
+    int status = action == HELD_LIST ? list_held(conn, url) : settle_held(conn, cfg, action, id);
     PQfinish(conn);
     return status;
 }

@@ -61,6 +61,7 @@ struct http_transfer {
     size_t n_headers, headers_cap;
     int body_too_large, too_many_headers;
     http_redirects redirects;
+    long timeout_ms;            /* this request's whole-request timeout */
     char origin[300];           /* "host:port" of the request, for HTTP_REDIRECTS_SAME_HOST */
     char curl_error[CURL_ERROR_SIZE];
     char error[640];
@@ -266,6 +267,14 @@ static int header_line_valid(const char *h)
 
 static int build_request_headers(http_transfer *t, const http_request *req)
 {
+    /* A POST gets no "Expect: 100-continue": the receivers are ours to call, and the wait
+     * for a 100 that many servers never send would add a second to each delivery. */
+    if (req->body) {
+        struct curl_slist *l = curl_slist_append(t->req_headers, "Expect:");
+        if (!l)
+            return -1;
+        t->req_headers = l;
+    }
     for (size_t i = 0; i < req->n_headers; i++) {
         if (!header_line_valid(req->headers[i]))
             return -1;
@@ -323,13 +332,21 @@ static int configure_transfer(http_transfer *t, const http_request *req)
     SETOPT(CURLOPT_PROXY, req->proxy ? req->proxy : "");
     if (req->interface)
         SETOPT(CURLOPT_INTERFACE, req->interface);
+    if (req->body) {
+        SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+        SETOPT(CURLOPT_COPYPOSTFIELDS, req->body);
+    }
     /* For https, wait for a connection being set up to the same host to reveal (via ALPN)
      * whether it multiplexes, instead of opening one connection per request of a burst.
      * Not for http://: HTTP/2 is only negotiated over TLS, and libcurl would learn "no
      * multiplexing" only from the first full response, serialising the burst behind it. */
     if (strncasecmp(req->url, "https://", 8) == 0)
         SETOPT(CURLOPT_PIPEWAIT, 1L);
-    return configure_policy(e, &t->c->opts, req->redirects);
+    if (configure_policy(e, &t->c->opts, req->redirects) != 0)
+        return -1;
+    if (req->timeout_ms > 0)
+        SETOPT(CURLOPT_TIMEOUT_MS, req->timeout_ms);
+    return 0;
 }
 
 #undef SETOPT
@@ -382,6 +399,7 @@ static http_transfer *transfer_new(http_client *c, const http_request *req, http
     t->user = user;
     t->started = ev_time();
     t->redirects = req->redirects;
+    t->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : c->opts.timeout_ms;
     t->easy = curl_easy_init();
     if (req->redirects == HTTP_REDIRECTS_SAME_HOST &&
         url_origin(req->url, t->origin, sizeof t->origin) != 0) {
@@ -402,7 +420,7 @@ static int timed_out_connecting(http_transfer *t)
     curl_off_t connect_us = 0;
     curl_easy_getinfo(t->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
     return connect_us == 0 && o->connect_timeout_ms > 0 &&
-           (o->timeout_ms <= 0 || o->connect_timeout_ms < o->timeout_ms);
+           (t->timeout_ms <= 0 || o->connect_timeout_ms < t->timeout_ms);
 }
 
 static const char *describe_failure(http_transfer *t, CURLcode rc, int *timed_out)
@@ -416,7 +434,7 @@ static const char *describe_failure(http_transfer *t, CURLcode rc, int *timed_ou
         *timed_out = 1;
         snprintf(t->error, sizeof t->error, "%s after %ld ms",
                  connecting ? "connect timeout" : "timeout",
-                 connecting ? t->c->opts.connect_timeout_ms : t->c->opts.timeout_ms);
+                 connecting ? t->c->opts.connect_timeout_ms : t->timeout_ms);
         return t->error;
     }
     return t->curl_error[0] ? t->curl_error : curl_easy_strerror(rc);

@@ -1,4 +1,4 @@
-/* Asynchronous HTTP GET client: libcurl's multi-socket API driven by a libev loop.
+/* Asynchronous HTTP client (GET, and POST for the notifiers): libcurl's multi-socket API driven by a libev loop.
  *
  * This is the only part of the engine that talks to libcurl. A client owns one curl multi
  * handle, so every request made through it shares the connection cache (keep-alive, HTTP/2
@@ -58,6 +58,11 @@ typedef struct http_request {
     const char *interface;        /* source interface/address for CURLOPT_INTERFACE
                                      ("eth1", "if!eth1", "host!10.0.0.2"); NULL = any */
     http_redirects redirects;     /* zero = HTTP_REDIRECTS_NONE */
+    const char *body;             /* non-NULL: the request is a POST of body_len bytes
+                                     (copied; set Content-Type in headers); NULL = GET */
+    size_t body_len;
+    long timeout_ms;              /* > 0: this request's whole-request timeout instead of
+                                     the client's (a long-poll GET); 0 = the client's */
 } http_request;
 
 typedef struct http_response {
@@ -91,7 +96,7 @@ void http_options_defaults(http_options *o);
 /* `opts` may be NULL for defaults. Returns NULL on allocation/libcurl failure. */
 http_client *http_client_new(struct ev_loop *loop, const http_options *opts);
 
-/* Starts a GET. Returns 0 when started (done will be called later, never from inside this
+/* Starts a GET (or a POST when req->body is set). Returns 0 when started (done will be called later, never from inside this
  * call) or -1 when it could not start (done is not called): bad arguments, a header
  * containing CR/LF or no colon, a same-host request whose URL libcurl cannot parse,
  * allocation failure, or the client is being freed. */

@@ -755,9 +755,13 @@ static void send_request(poll_ctx *c)
         return;
     }
     const script_pool *sp = script_pool_at(c->gen->rt, (size_t)c->script_index);
-    http_request hr = {req.url, (const char *const *)req.headers, req.n_headers, sp->proxy,
-                       sp->interface,
-                       sp->same_host_redirects ? HTTP_REDIRECTS_SAME_HOST : HTTP_REDIRECTS_NONE};
+    http_request hr = {.url = req.url,
+                       .headers = (const char *const *)req.headers,
+                       .n_headers = req.n_headers,
+                       .proxy = sp->proxy,
+                       .interface = sp->interface,
+                       .redirects = sp->same_host_redirects ? HTTP_REDIRECTS_SAME_HOST
+                                                            : HTTP_REDIRECTS_NONE};
     int started = p->http ? http_get(p->http, &hr, on_response, c) : -1;
     script_request_clear(&req);
     if (started != 0) {

@@ -216,8 +216,11 @@ static int send_probe(probe *pr, const config *cfg)
     fetch_metadata(pr, loop);
     /* The same redirect policy as a poll, so the probe shows what a poll would decide on. */
     const script_pool *sp = script_pool_at(pr->rt, (size_t)pr->pool);
-    http_request hr = {req.url, (const char *const *)req.headers, req.n_headers, NULL, NULL,
-                       sp->same_host_redirects ? HTTP_REDIRECTS_SAME_HOST : HTTP_REDIRECTS_NONE};
+    http_request hr = {.url = req.url,
+                       .headers = (const char *const *)req.headers,
+                       .n_headers = req.n_headers,
+                       .redirects = sp->same_host_redirects ? HTTP_REDIRECTS_SAME_HOST
+                                                            : HTTP_REDIRECTS_NONE};
     int rc = http_get(http, &hr, on_response, pr);
     if (rc == 0)
         ev_run(loop, 0); /* returns when the only watcher, the transfer, is done */

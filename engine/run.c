@@ -23,6 +23,8 @@
 #include "db_store.h"
 #include "log.h"
 #include "membership.h"
+#include "notify/notifiers.h"
+#include "notify/outbox.h"
 #include "players.h"
 #include "poller.h"
 #include "settings.h"
@@ -38,6 +40,7 @@ typedef struct app {
     db *db;
     db_store *store;
     membership *members;
+    outbox *outbox;
     dir_watch *watch;
     bool members_known, players_ready, started;
     bool finished; /* the poller is done (it may finish before the loop runs: no accounts) */
@@ -154,6 +157,11 @@ static void start_polling(app *a)
 static int use_players_file(app *a)
 {
     char err[1024];
+    if (config_string(a->cfg, CFG_SOCKETIO_URL)[0] || config_string(a->cfg, CFG_WEBHOOK_URLS)[0] ||
+        config_string(a->cfg, CFG_PG_NOTIFY_CHANNEL)[0])
+        log_message(LOG_WARNING, "notifications_off",
+                    "--accounts keeps awards in memory: no notification is sent (they are "
+                    "delivered from the database's outbox)");
     player_list players;
     if (players_load_file(a->opts->accounts_file, &players, err, sizeof err) != 0) {
         log_message(LOG_ERROR, "accounts_invalid", "%s", err);
@@ -227,6 +235,8 @@ static int open_database(app *a)
         .refresh_seconds = interval * 10 > 300 ? interval * 10 : 300,
         .snapshot_retention_days = (int)config_int(cfg, CFG_SNAPSHOT_RETENTION_DAYS),
     };
+    snprintf(so.notify_channel, sizeof so.notify_channel, "%s",
+             config_string(cfg, CFG_PG_NOTIFY_CHANNEL));
     a->store = db_store_new(a->loop, a->db, &so);
     return 0;
 }
@@ -239,11 +249,43 @@ static void database_status(void *user, cJSON *fields)
     cJSON_AddNumberToObject(fields, "database_statements", (double)db_store_statements(a->store));
 }
 
+/* Delivery of the outbox to the configured sinks, in the service mode only: --once and
+ * --dry-run leave undelivered events to the service. */
+static int start_notifications(app *a, const char *engine_id)
+{
+    if (a->opts->once || a->opts->dry_run)
+        return 0;
+    notify_sink **sinks;
+    char err[512];
+    int n = notifiers_new(a->loop, a->cfg, &sinks, err, sizeof err);
+    if (n < 0) {
+        log_message(LOG_ERROR, "notifiers_invalid", "%s", err);
+        return -1;
+    }
+    if (n == 0)
+        return 0;
+    outbox_options o = {.engine_id = engine_id,
+                        .max_age = (double)config_int(a->cfg, CFG_NOTIFY_MAX_AGE),
+                        .timeout = config_number(a->cfg, CFG_NOTIFY_TIMEOUT)};
+    a->outbox = outbox_new(a->loop, a->db, sinks, (size_t)n, &o);
+    free(sinks);
+    if (!a->outbox)
+        return -1;
+    cJSON *f = cJSON_CreateObject();
+    cJSON *names = cJSON_AddArrayToObject(f, "sinks");
+    for (size_t i = 0; i < outbox_sink_count(a->outbox); i++)
+        cJSON_AddItemToArray(names, cJSON_CreateString(outbox_stats(a->outbox, i).name));
+    log_emit(LOG_INFO, "notifications_started", f);
+    return 0;
+}
+
 /* Joins the engines sharing the database and follows the players table. */
 static int follow_database(app *a)
 {
     char id[160];
     default_engine_id(a->cfg, id, sizeof id);
+    if (start_notifications(a, id) != 0)
+        return -1;
     double interval = (double)config_int(a->cfg, CFG_POLL_INTERVAL_SECONDS);
     /* Dead after 3/4 of an interval, heartbeat every 1/4: a dead engine's accounts are
      * reassigned within one interval and polled within the next. */
@@ -280,6 +322,7 @@ static void close_database(app *a)
 {
     if (!a->db)
         return;
+    outbox_stop(a->outbox);
     membership_leave(a->members);
     db_store_close(a->store);
     ev_timer timeout;
@@ -346,6 +389,7 @@ int run_engine(const run_options *opts, config *cfg)
     dir_watch_free(a.watch);
     close_database(&a);
     poller_free(a.poller);
+    outbox_free(a.outbox);
     membership_free(a.members);
     db_store_free(a.store);
     ev_loop_destroy(a.loop);

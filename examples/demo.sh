@@ -2,14 +2,18 @@
 # The demo: installs what is missing, builds, starts a private PostgreSQL under .work/pg (a
 # Unix socket, no system service, no password), seeds demo players, starts the local pool
 # simulator with payouts every few seconds, and runs the engine against both, so rewards
-# arrive in the database within a minute. Ctrl-C (or any other way the script ends) stops
-# everything it started; a run that was killed outright is cleaned up by the next one.
+# arrive in the database within a minute. When Node.js is installed it also starts the game's
+# side of the notifications, the Socket.IO relay (examples/socketio-relay), and prints the
+# URL of its page, where a player's rewards appear as they are awarded. Ctrl-C (or any other
+# way the script ends) stops everything it started; a run that was killed outright is cleaned
+# up by the next one.
 #
 #   DEMO_SECONDS=N     stop by itself after N seconds and print the players' totals
 #   DATABASE_URL=...   use that database instead of the private PostgreSQL
 #   DEMO_WORK=DIR      keep the private PostgreSQL and the logs in DIR (default .work)
 #   DEMO_BUILD=DIR     use the engine and simulator already built in DIR: no install, no build
-#                      (tests/integration/demo.sh uses it)
+#                      (tests/integration/demo_lifecycle.sh uses it)
+#   DEMO_RELAY_PORT=N  the relay's port (default 3000; a free one when that is taken)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd -P)
@@ -24,7 +28,7 @@ pgdir=$work/pg
 pgport=5433
 mkdir -p "$logs"
 
-engine_pid="" sim_pid="" sleeper_pid="" pg_started=""
+engine_pid="" sim_pid="" relay_pid="" sleeper_pid="" pg_started=""
 pgbin=""
 
 # PostgreSQL refuses to run as root: as root, run it as the postgres system user.
@@ -59,6 +63,7 @@ cleanup() {
   trap '' INT TERM
   [ -n "$sleeper_pid" ] && stop_child "$sleeper_pid"
   [ -n "$engine_pid" ] && stop_child "$engine_pid"
+  [ -n "$relay_pid" ] && stop_child "$relay_pid"
   [ -n "$sim_pid" ] && stop_child "$sim_pid"
   if [ -n "$pg_started" ]; then
     say "stopping the private PostgreSQL"
@@ -135,6 +140,49 @@ INSERT INTO m2p_player_wallets (player_id, pool_name, wallet)
 ON CONFLICT (player_id, pool_name) DO UPDATE SET wallet = EXCLUDED.wallet;
 SQL
 
+# The Socket.IO relay (examples/socketio-relay) with a fresh engine token, and the engine
+# pointed at it. Optional: without Node.js, or when npm ci fails, the demo runs without it.
+start_relay() {
+  local dir=$root/examples/socketio-relay token try relay_port="" url alice
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    say "Node.js is not installed: no Socket.IO relay (apt-get install nodejs npm adds it)"
+    return 0
+  fi
+  if [ -z "${DEMO_BUILD:-}" ] && ! "$dir/install.sh" >"$logs/npm.log" 2>&1; then
+    say "npm ci failed (log: $logs/npm.log): continuing without the Socket.IO relay"
+    return 0
+  fi
+  if [ ! -f "$dir/node_modules/socket.io/package.json" ]; then
+    say "examples/socketio-relay/node_modules is missing: continuing without the relay"
+    return 0
+  fi
+  token=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+  for try in "${DEMO_RELAY_PORT:-3000}" 0; do
+    RELAY_ENGINE_TOKEN=$token PORT=$try HOST=127.0.0.1 node "$dir/server.js" \
+      >"$logs/relay.out" 2>&1 &
+    relay_pid=$!
+    for _ in $(seq 100); do
+      relay_port=$(sed -n 's|^relay: listening on http://127.0.0.1:\([0-9]*\)/$|\1|p' \
+        "$logs/relay.out")
+      { [ -n "$relay_port" ] || ! kill -0 "$relay_pid" 2>/dev/null; } && break
+      sleep 0.1
+    done
+    [ -n "$relay_port" ] && break
+    kill -TERM "$relay_pid" 2>/dev/null || true # exited already (its port was taken), or hung
+    wait "$relay_pid" 2>/dev/null || true
+    relay_pid=""
+  done
+  if [ -z "$relay_port" ]; then
+    say "the Socket.IO relay did not start (log: $logs/relay.out): continuing without it"
+    return 0
+  fi
+  url="http://127.0.0.1:$relay_port"
+  export SOCKETIO_URL=$url SOCKETIO_AUTH="{\"token\":\"$token\"}"
+  alice=$(psql "$DATABASE_URL" -qAtc "SELECT id FROM players WHERE username = 'alice'")
+  say "Socket.IO relay on $url (log: $logs/relay.out); alice's rewards as they arrive:"
+  echo "  $url/?player=$alice" >&2
+}
+
 say "starting the pool simulator"
 "$build/tests/sim/m2p-sim" --port 0 --payout-interval 8 --quiet >"$logs/sim.out" 2>"$logs/sim.err" &
 sim_pid=$!
@@ -143,6 +191,7 @@ port=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\)$/\1/p' "$logs/sim.out")
 [ -n "$port" ] || { say "the simulator did not start"; cat "$logs/sim.err" >&2; exit 1; }
 
 say "simulator on 127.0.0.1:$port, database: $DATABASE_URL"
+start_relay
 say "rewards are logged below and stored in mining_events; try:"
 echo "  psql \"$DATABASE_URL\" -c 'SELECT username, total_ap, total_advc_mined FROM players'" >&2
 export CPU_POOL_URL="http://127.0.0.1:$port/api/worker_stats"

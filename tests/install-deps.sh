@@ -3,7 +3,8 @@
 #   tests/install-deps.sh run    to build the engine and run it (examples/demo.sh): compilers,
 #                                the libraries, the pool simulator's libmicrohttpd, PostgreSQL
 #   tests/install-deps.sh test   all of that, and what only the tests use (tests/run.sh):
-#                                busted, python3, wrk, curl, Node.js and npm
+#                                busted, python3, wrk, curl, Node.js and npm, and the npm
+#                                packages of examples/socketio-relay (npm ci)
 # Idempotent: prints nothing and changes nothing when every package is present.
 set -euo pipefail
 
@@ -35,12 +36,17 @@ if [ "$1" = test ]; then
   command -v npm >/dev/null 2>&1 || missing+=(npm)
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
 fi
-[ ${#missing[@]} -eq 0 ] && exit 0
-
-echo "install-deps: installing ${missing[*]} (a few minutes on a bare machine)" >&2
-sudo=""
-[ "$(id -u)" -ne 0 ] && sudo="sudo"
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-echo "install-deps: done" >&2
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]} (a few minutes on a bare machine)" >&2
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  echo "install-deps: done" >&2
+fi
+# The tests run the real socket.io server and client from npm: npm ci from the committed lock
+# when examples/socketio-relay/node_modules is missing or stale (quiet otherwise).
+if [ "$1" = test ]; then
+  "$(dirname "$0")/../examples/socketio-relay/install.sh"
+fi

@@ -498,6 +498,49 @@ static void test_enums_and_urls(void)
     CHECK_CONTAINS(err, "\nLOG_LEVEL: \"loud\"");
 }
 
+/* ===== Notifier settings ===== */
+
+static void test_notifier_settings(void)
+{
+    clear_env();
+    setenv("SOCKETIO_AUTH", "{\"token\": \"hunter2-s3cret\"}", 1);
+    setenv("WEBHOOK_URLS", "https://a.example/hook,http://127.0.0.1:8080/x", 1);
+    setenv("PG_NOTIFY_CHANNEL", "m2p_rewards", 1);
+    setenv("SOCKETIO_NAMESPACE", "/game", 1);
+    config *c = load(NULL);
+    CHECK(c != NULL, "rejected: %s", err);
+    if (c) {
+        CHECK_STR(config_string(c, CFG_SOCKETIO_PATH), "/socket.io/");
+        CHECK(config_int(c, CFG_NOTIFY_MAX_AGE) == 86400, "NOTIFY_MAX_AGE default");
+        cJSON *json = config_to_json(c);
+        char *text = cJSON_PrintUnformatted(json);
+        CHECK_LACKS(text, SECRET);
+        free(text);
+        cJSON_Delete(json);
+    }
+    config_free(c);
+
+    /* The auth payload is a secret: a bad one is reported without its value. */
+    const char *bad_auth[] = {"{\"token\": \"hunter2-s3cret\"", "[\"hunter2-s3cret\"]",
+                              "{\"token\": \"hunter2-s3cret\"} trailing", NULL};
+    for (int i = 0; bad_auth[i]; i++) {
+        const char *e = load_error("SOCKETIO_AUTH", bad_auth[i]);
+        CHECK_CONTAINS(e, "SOCKETIO_AUTH");
+        CHECK_LACKS(e, SECRET);
+    }
+    const char *bad_hooks[] = {"ftp://a.example/x", "https://a.example/x,", ",https://a.example",
+                               "https://a.example/x,,https://b.example", "https://a b/x", NULL};
+    for (int i = 0; bad_hooks[i]; i++)
+        CHECK_CONTAINS(load_error("WEBHOOK_URLS", bad_hooks[i]), "WEBHOOK_URLS");
+    const char *bad_channels[] = {"m2p-rewards", "1abc", "a;NOTIFY x", NULL};
+    for (int i = 0; bad_channels[i]; i++)
+        CHECK_CONTAINS(load_error("PG_NOTIFY_CHANNEL", bad_channels[i]), "PG_NOTIFY_CHANNEL");
+    CHECK_CONTAINS(load_error("SOCKETIO_NAMESPACE", "game"), "SOCKETIO_NAMESPACE");
+    CHECK_CONTAINS(load_error("SOCKETIO_PATH", "/socket.io/?x=1"), "SOCKETIO_PATH");
+    CHECK_CONTAINS(load_error("NOTIFY_MAX_AGE", "5"), "NOTIFY_MAX_AGE");
+    clear_env();
+}
+
 /* ===== Secrets ===== */
 
 static void test_secret(void)
@@ -655,6 +698,7 @@ int main(void)
     test_numbers();
     test_bools();
     test_enums_and_urls();
+    test_notifier_settings();
     test_secret();
     test_redaction();
     test_help();

@@ -1,4 +1,4 @@
-/* Unit tests for engine/db.c against a real, throw-away PostgreSQL server (pg_fixture.h):
+/* Unit tests for the PostgreSQL access layer, engine/db*.c (public interface: db.h).
  * connect + query, bound parameters, 1000 pipelined queries, error isolation, transactions,
  * server restarts (in-flight queries fail, queued ones wait, reconnect, health transitions),
  * LISTEN/NOTIFY across a restart, statement timeout, password scrubbing, db_free with
