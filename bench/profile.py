@@ -86,25 +86,25 @@ def classify(frames):
 # callgrind: (label, function name as callgrind_annotate prints it)
 CALLGRIND_ENTRIES = [
     ("everything after start-up (ev_run)", "ev_run"),
-    ("script_poll", "engine/script.c:script_poll"),
+    ("script_poll", "engine/script/script.c:script_poll"),
     ("script_poll > JSON encode of observation + state",
-     "engine/script_json.c:script_json_encode_fn"),
+     "engine/script/script_json.c:script_json_encode_fn"),
     ("script_poll > JSON encode > cJSON_PrintUnformatted", "cJSON_PrintUnformatted"),
     ("script_poll > JSON encode > sprintf (cJSON numbers)", "__sprintf_chk"),
     ("script_poll > JSON encode > sscanf (cJSON round-trip check)", "__isoc99_sscanf"),
     ("script_poll > JSON decode of the response body",
-     "engine/script_json.c:script_json_push_text"),
+     "engine/script/script_json.c:script_json_push_text"),
     ("script_poll > JSON decode > cJSON_Parse", "cJSON_ParseWithLengthOpts"),
     ("script_poll > JSON decode of the previous state",
-     "engine/script_json.c:script_json_decode_fn"),
-    ("script_request_build", "engine/script.c:script_request_build"),
+     "engine/script/script_json.c:script_json_decode_fn"),
+    ("script_request_build", "engine/script/script.c:script_request_build"),
     ("libcurl: curl_multi_socket_action", "curl_multi_socket_action"),
     ("libcurl: curl_multi_socket_action > curl_mvaprintf", "curl_mvaprintf"),
     ("libcurl: curl_easy_init (per request)", "curl_easy_init"),
     ("libcurl: curl_easy_setopt (per request)", "curl_easy_setopt"),
     ("libcurl: curl_easy_cleanup (per request)", "curl_easy_cleanup"),
-    ("scheduler_next", "engine/scheduler.c:scheduler_next"),
-    ("start-up: players_load_file", "engine/players.c:players_load_file"),
+    ("scheduler_next", "engine/poll/scheduler.c:scheduler_next"),
+    ("start-up: players_load_file", "engine/store/players.c:players_load_file"),
 ]
 
 

@@ -1,7 +1,7 @@
 /* script_bench: the scripting path alone, JIT off (what the engine runs) vs JIT on.
  *
  * The engine switches LuaJIT's compiler off so the instruction budget's count hook always
- * fires (engine/script.c). This measures what that costs on the real per-poll work: the
+ * fires (engine/script/script.c). This measures what that costs on the real per-poll work: the
  * shipped pools/cpu-pool.lua and scripts/{convert,rewards}.lua through script_request_build()
  * and script_poll(), on a cpu-pool response recorded from the simulator (tests/sim, wallet
  * below, after two hours of sim time). Same runtime options as the engine's defaults except

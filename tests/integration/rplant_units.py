@@ -3,7 +3,7 @@
 The simulator serves rplant like the real pool: walletEx amounts in atomic units of
 10^-div2 coin (here div2 = 12, so nothing works by accident with the simulator's own 1e-8
 units) and /api/dash with tbs.advc.info.div2. The engine fetches /api/dash as rplant's
-metadata request (engine/pool_metadata.c) and pools/rplant.lua divides by it.
+metadata request (engine/poll/pool_metadata.c) and pools/rplant.lua divides by it.
 
 - The awards equal the simulator's ledger exactly (to 1e-8) while the clock moves in steps,
   and /api/dash was asked once (its refresh is an hour).

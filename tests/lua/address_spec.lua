@@ -1,4 +1,4 @@
--- engine/prelude.lua's address helpers: sha256, base58check, bech32/bech32m, advc_address and
+-- engine/script/prelude.lua's address helpers: sha256, base58check, bech32/bech32m, advc_address and
 -- btc_address. A pool that matches wallets by prefix (NOMP) hands a truncated address another
 -- miner's figures, so only whole, checksum-valid addresses may be polled.
 local helper = require("tests.lua.helper")
@@ -78,7 +78,7 @@ local NOT_BECH32 = {
   "mm1crxm3i", "au1s5cgom", "M1VUXWEZ", "16plkw9", "1p2gdwpf",
 }
 
-describe("address helpers (engine/prelude.lua)", function()
+describe("address helpers (engine/script/prelude.lua)", function()
   local m2p
   before_each(function()
     m2p = helper.world().m2p
@@ -277,9 +277,9 @@ describe("address helpers (engine/prelude.lua)", function()
   end)
 end)
 
--- The pool contract (engine/pipeline.lua): wallet_pattern decides what may be polled and what
+-- The pool contract (engine/script/pipeline.lua): wallet_pattern decides what may be polled and what
 -- the wallet's canonical form is; a refused wallet never reaches request().
-describe("the wallet contract (engine/pipeline.lua)", function()
+describe("the wallet contract (engine/script/pipeline.lua)", function()
   local function load_test_pool(pattern_source)
     local pipeline = helper.pipeline({ only = {} })
     local source = [[

@@ -1,11 +1,11 @@
--- Every --script-test fixture, replayed through engine/pipeline.lua (the engine's own
+-- Every --script-test fixture, replayed through engine/script/pipeline.lua (the engine's own
 -- contract checks) with dkjson standing in for cJSON. A quick pre-check that runs with the
 -- Lua specs; `m2p-engine --script-test tests/fixtures` remains the authority.
 local helper = require("tests.lua.helper")
 
 local POOLS = { "cpu-pool", "rplant", "zpool" }
 
-describe("fixtures through engine/pipeline.lua", function()
+describe("fixtures through engine/script/pipeline.lua", function()
   for _, pool in ipairs(POOLS) do
     local files = helper.list("tests/fixtures/" .. pool, "json")
 

@@ -6,14 +6,14 @@
 --   local obs, reason = zpool.parse(w:response('{"paid24h": "0.001"}', { wallet = "bc1q..." }))
 --   w.logs                                           -- every m2p.log record, in order
 --
--- A world is one "script generation": the m2p table from engine/prelude.lua, called with a
+-- A world is one "script generation": the m2p table from engine/script/prelude.lua, called with a
 -- stub `native` (log captured into w.logs, env looked up in the overrides and then
 -- os.getenv, null a unique userdata like the engine's light userdata, sha256 from OpenSSL's
 -- libcrypto as in the engine, JSON functions that raise: scripts are not supposed to need
 -- them). Each w:load() gets its own sandbox with the engine's safe globals
--- (engine/pipeline.lua, new_env).
+-- (engine/script/pipeline.lua, new_env).
 --
--- helper.pipeline({...}) loads engine/pipeline.lua itself (the engine's contract checks) with
+-- helper.pipeline({...}) loads engine/script/pipeline.lua itself (the engine's contract checks) with
 -- a JSON-capable native, and helper.run_fixture(path) replays a --script-test fixture through
 -- it: a quick pre-check of tests/fixtures before the binary exists. The binary
 -- (`m2p-engine --script-test`) stays the authority on fixtures.
@@ -103,7 +103,7 @@ local function copy(t)
   return c
 end
 
--- native.sha256 as the engine has it (engine/script.c): OpenSSL's SHA256 through LuaJIT's FFI,
+-- native.sha256 as the engine has it (engine/script/script.c): OpenSSL's SHA256 through LuaJIT's FFI,
 -- so the specs check the prelude's address code against the same digest.
 local ffi = require("ffi")
 ffi.cdef [[ unsigned char *SHA256(const unsigned char *d, size_t n, unsigned char *md); ]]
@@ -159,7 +159,7 @@ function helper.world(opts)
   local w = setmetatable({ logs = {}, env = opts.env or {} }, World)
   w.native = new_native(opts, w.logs)
   w.null = w.native.null
-  local prelude = assert(loadstring(helper.read("engine/prelude.lua"), "@engine/prelude.lua"))
+  local prelude = assert(loadstring(helper.read("engine/script/prelude.lua"), "@engine/script/prelude.lua"))
   w.m2p = prelude(w.native)
   return w
 end
@@ -225,7 +225,7 @@ function World:logged(event)
 end
 
 ---------------------------------------------------------------------------------------------
--- The engine's own pipeline (engine/pipeline.lua), for whole polls and fixtures
+-- The engine's own pipeline (engine/script/pipeline.lua), for whole polls and fixtures
 ---------------------------------------------------------------------------------------------
 
 -- opts.env, opts.pools_dir ("pools"), opts.scripts_dir ("scripts"), opts.only (a pool name
@@ -233,8 +233,8 @@ end
 function helper.pipeline(opts)
   opts = opts or {}
   local w = helper.world({ env = opts.env, isolated = true, json = true })
-  local prelude = assert(loadstring(helper.read("engine/prelude.lua"), "@engine/prelude.lua"))
-  local chunk = assert(loadstring(helper.read("engine/pipeline.lua"), "@engine/pipeline.lua"))
+  local prelude = assert(loadstring(helper.read("engine/script/prelude.lua"), "@engine/script/prelude.lua"))
+  local chunk = assert(loadstring(helper.read("engine/script/pipeline.lua"), "@engine/script/pipeline.lua"))
   local pipeline = chunk(w.native, prelude)
   local scripts = opts.scripts_dir or "scripts"
   pipeline.load_rules(scripts .. "/convert.lua", helper.read(scripts .. "/convert.lua"), "convert")
@@ -282,7 +282,7 @@ local function subset(want, got, path, null)
   return nil
 end
 
--- The wallet of a fixture that names none (engine/scripttest.c uses the same).
+-- The wallet of a fixture that names none (engine/cli/scripttest.c uses the same).
 local DEFAULT_WALLET = "AGwBxFjnhMYit2YBRQpEx4WbPpJad9VNAy"
 
 -- Replays one fixture file (the --script-test format) through the pipeline. Returns a list
@@ -311,7 +311,7 @@ function helper.run_fixture(rel, opts)
   end
   local wallet = fixture.wallet or DEFAULT_WALLET
   local account = { player_id = 1, username = "fixture", wallet = wallet }
-  -- The pool's metadata as engine/scripttest.c hands it over: {status, headers, body} through
+  -- The pool's metadata as engine/cli/scripttest.c hands it over: {status, headers, body} through
   -- metadata.parse, or {"error": ...}; a failure keeps the last good one.
   local function give_metadata(spec, shaped_spec)
     if type(spec.error) == "string" then return pipeline.metadata_failed(pool, spec.error) end
@@ -339,7 +339,7 @@ function helper.run_fixture(rel, opts)
     local wants_error = expect.error ~= nil and expect.error ~= fixture_null and expect.error ~= false
     if not rok and wants_error then
       -- refused before any request (an invalid wallet): the step's expected error, as in
-      -- engine/scripttest.c, and the response is never looked at
+      -- engine/cli/scripttest.c, and the response is never looked at
       if type(expect.error) == "string" and not tostring(url):find(expect.error, 1, true) then
         failf(i, "error %q does not contain %q", tostring(url), expect.error)
       end

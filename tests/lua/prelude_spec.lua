@@ -1,7 +1,7 @@
--- engine/prelude.lua: the m2p helper table every script sees.
+-- engine/script/prelude.lua: the m2p helper table every script sees.
 local helper = require("tests.lua.helper")
 
-describe("m2p (engine/prelude.lua)", function()
+describe("m2p (engine/script/prelude.lua)", function()
   local w, m2p
   before_each(function()
     w = helper.world({ env = { NAME = "value", EMPTY = "", NUM = "2.5", BAD_NUM = "2.5x",

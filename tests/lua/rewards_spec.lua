@@ -946,7 +946,7 @@ return rewards
     end)
   end)
 
-  describe("through engine/pipeline.lua", function()
+  describe("through engine/script/pipeline.lua", function()
     it("ctx.wallet_id is the first 16 hex digits of the wallet's SHA-256", function()
       local pipeline, _, index = helper.pipeline({ only = { "cpu-pool" } })
       local function answer(paid)

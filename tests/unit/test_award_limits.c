@@ -1,4 +1,4 @@
-/* Award limits (engine/award_limits.h): which awards of a poll are held for review. */
+/* Award limits (engine/poll/award_limits.h): which awards of a poll are held for review. */
 #include <stdlib.h>
 #include <string.h>
 

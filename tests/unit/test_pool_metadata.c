@@ -2,7 +2,7 @@
  * the declaration is checked at load with file and field, metadata.parse's result is what a
  * poll's parse sees as response.metadata, a failure keeps the last good result, and while
  * there is none the poll's parse sees response.metadata_error. (The fetching, its schedule
- * and reloads are engine/pool_metadata.c: tests/integration/rplant_units.py.) */
+ * and reloads are engine/poll/pool_metadata.c: tests/integration/rplant_units.py.) */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>

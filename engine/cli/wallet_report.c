@@ -3,7 +3,7 @@
  * One pass per enabled pool over the players in the order ownership is decided (file order,
  * or player id for the database): the pool's wallet check gives the canonical wallet, then
  * the owner is a holding claim's (database) or the first player naming that canonical
- * wallet. The per-pool table of first owners is engine/wallet_owners.c's, keyed by hash and
+ * wallet. The per-pool table of first owners is engine/store/wallet_owners.c's, keyed by hash and
  * confirmed against the canonical text, as the poller confirms its own.
  */
 #include "wallet_report.h"
@@ -25,7 +25,7 @@
 #define USERNAME_PRINT_MAX 64
 #define REASON_PRINT_MAX 300
 
-/* The players the engine polls, by id, a page at a time (engine/db_store.c's query). */
+/* The players the engine polls, by id, a page at a time (engine/store/db_store.c's query). */
 #define PLAYERS_PAGE 5000
 #define PLAYERS_PAGE_TEXT "5000"
 #define PLAYER_COLUMNS "SELECT p.id, coalesce(p.username, ''), p.wallet_address, "
@@ -293,7 +293,7 @@ static bool exec_ok(report *r, const char *sql, const char *what)
     return ok;
 }
 
-/* One row of SQL_PLAYERS as a player (engine/db_store.c's row_player). */
+/* One row of SQL_PLAYERS as a player (engine/store/db_store.c's row_player). */
 static void row_player(const PGresult *res, int row, player *out)
 {
     memset(out, 0, sizeof *out);

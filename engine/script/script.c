@@ -1,5 +1,5 @@
 /* The scripting runtime: LuaJIT state, sandbox, budgets, and the calls into pool and rule
- * scripts (see script.h for the interface and engine/pipeline.lua for the Lua side).
+ * scripts (see script.h for the interface and engine/script/pipeline.lua for the Lua side).
  *
  * Budget mechanism. LuaJIT only runs count hooks in the interpreter: a loop compiled to a
  * trace never checks them, so a `while true do end` would escape any budget once it gets hot.

@@ -1,10 +1,10 @@
 -- The engine's side of the script contract (privileged; compiled into the binary).
 --
--- The C runtime (engine/script.c) loads this file once per script generation, with the JIT
+-- The C runtime (engine/script/script.c) loads this file once per script generation, with the JIT
 -- off and the instruction budget armed. It builds the sandbox every operator script runs in,
 -- loads pools and rules, and runs one poll: response -> pool.parse -> observation check ->
 -- rewards.decide (with convert.to_advc) -> award check; a pool's metadata answers (fetched by
--- engine/pool_metadata.c) go through its metadata.parse and are kept for its polls.
+-- engine/poll/pool_metadata.c) go through its metadata.parse and are kept for its polls.
 -- Everything an operator script hands back is checked here, so C only ever sees validated
 -- plain values.
 local native, prelude = ...
@@ -434,7 +434,7 @@ function pipeline.to_advc(index, amount)
 end
 
 ---------------------------------------------------------------------------------------------
--- Pool metadata: the engine (engine/pool_metadata.c) fetches it and hands each answer to
+-- Pool metadata: the engine (engine/poll/pool_metadata.c) fetches it and hands each answer to
 -- metadata_parse; the last good result is kept here as JSON and decoded afresh for every
 -- poll, so one poll's parse cannot change what the next one sees.
 ---------------------------------------------------------------------------------------------

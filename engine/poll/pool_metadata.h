@@ -4,7 +4,7 @@
  *
  * fetched by the engine on its own schedule instead of once per poll (rplant's /api/dash,
  * which says per coin how many decimals its amounts carry). This module owns the schedule and
- * the cache; engine/script.c runs metadata.parse and keeps the last good result where the
+ * the cache; engine/script/script.c runs metadata.parse and keeps the last good result where the
  * pool's parse finds it (response.metadata, or response.metadata_error when there is none).
  *
  * - At start (pool_metadata_sync), every enabled pool that declares metadata is fetched at

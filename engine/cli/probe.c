@@ -1,7 +1,7 @@
 /* --probe: the live path of one poll (script request -> HTTP -> parse -> convert -> decide),
  * printed for a person instead of stored. The second, identical poll shows what the rules
  * would award from this observation as a baseline: normally nothing. A pool that declares a
- * metadata request has it fetched first (engine/pool_metadata.c, as the engine does before its
+ * metadata request has it fetched first (engine/poll/pool_metadata.c, as the engine does before its
  * first poll), and the probe prints what the pool's parse was given. */
 #include "probe.h"
 

@@ -1,7 +1,7 @@
 /* The scheduler: when each account is polled.
  *
  * Pure logic with the time passed in, so its behaviour is tested with a simulated clock
- * (tests/unit/test_scheduler.c); engine/poller.c drives it from the libev loop.
+ * (tests/unit/test_scheduler.c); engine/poll/poller.c drives it from the libev loop.
  *
  * - Every account of a pool is polled once per effective interval, the accounts spread evenly
  *   across it (stratified jitter), never a burst at the start of a cycle.

@@ -53,7 +53,7 @@ typedef struct script_pool {
     bool same_host_redirects; /* redirects = "same-host": follow redirects on the pool's
                                  own host and port; default: follow none */
     /* The pool's metadata request (docs/scripting.md, "Pool metadata"), fetched by
-     * engine/pool_metadata.c: NULL when the script declares none. */
+     * engine/poll/pool_metadata.c: NULL when the script declares none. */
     const char *metadata_url;
     double metadata_refresh; /* seconds between two fetches */
 } script_pool;

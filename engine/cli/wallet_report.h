@@ -5,7 +5,7 @@
  * It applies the running engine's rules without its side effects: the pool's wallet check
  * (script_wallet_check: "invalid wallet: <reason>"), then one owner per pool and canonical
  * wallet ("wallet already belongs to player N on POOL"):
- *   - players from a file: the first in file order keeps a wallet (engine/poller.c's
+ *   - players from a file: the first in file order keeps a wallet (engine/poll/poller.c's
  *     in-process rule; an entry that repeats a player_id replaces the earlier one's data at
  *     the earlier one's place, as poller_put_player does);
  *   - players from the database, the ones the engine polls (verified and active, per-pool
