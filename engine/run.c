@@ -241,12 +241,33 @@ static int open_database(app *a)
     return 0;
 }
 
+/* Per sink, since start: what this engine delivered, the failed attempts, the events it gave
+ * up (NOTIFY_MAX_AGE), whether the receiver is reachable now. */
+static void notifications_status(const app *a, cJSON *fields)
+{
+    if (!a->outbox)
+        return;
+    cJSON *sinks = cJSON_AddObjectToObject(fields, "notifications");
+    for (size_t i = 0; i < outbox_sink_count(a->outbox); i++) {
+        outbox_sink_stats st = outbox_stats(a->outbox, i);
+        cJSON *o = cJSON_AddObjectToObject(sinks, st.name);
+        cJSON_AddBoolToObject(o, "ready", st.ready);
+        cJSON_AddNumberToObject(o, "in_flight", (double)st.in_flight);
+        cJSON_AddNumberToObject(o, "delivered", (double)st.delivered);
+        cJSON_AddNumberToObject(o, "failed_attempts", (double)st.failed);
+        cJSON_AddNumberToObject(o, "expired", (double)st.expired);
+        if (st.gone)
+            cJSON_AddBoolToObject(o, "gone", true);
+    }
+}
+
 static void database_status(void *user, cJSON *fields)
 {
     app *a = user;
     cJSON_AddStringToObject(fields, "database", db_healthy(a->db) ? "ok" : "degraded");
     cJSON_AddNumberToObject(fields, "live_engines", membership_live_count(a->members));
     cJSON_AddNumberToObject(fields, "database_statements", (double)db_store_statements(a->store));
+    notifications_status(a, fields);
 }
 
 /* Delivery of the outbox to the configured sinks, in the service mode only: --once and

@@ -293,6 +293,11 @@ def test_old_events_expire_logged(ctx, server):
         pay(server, players, 1)
         harness.wait_until(lambda: len(hook.delivered()) == 1, 30, "the new award delivered")
         check("1000" not in hook.delivered(), "the expired event was delivered")
+        cycle = eng.wait_for(lambda e: e["event"] == "polling_cycle_complete"
+                             and e.get("notifications"), 30, "a polling_cycle_complete")
+        counts = list(cycle["notifications"].values())
+        check(len(counts) == 1 and counts[0]["expired"] == 1 and counts[0]["ready"],
+              "polling_cycle_complete should count the expired event: %s" % cycle["_raw"])
         row = gdb.sql("SELECT expired_at IS NOT NULL, delivered_at IS NULL FROM m2p_deliveries"
                       " WHERE outbox_id = (SELECT id FROM m2p_outbox WHERE mining_event_id = 1000)")
         check(row == [("t", "t")], "the expired delivery row: %s" % row)
