@@ -131,14 +131,16 @@ static bool check_url_list(char *value)
     return ok;
 }
 
-/* PG_NOTIFY_CHANNEL: a plain identifier, 1-63 bytes (it is passed to pg_notify as a value). */
+/* PG_NOTIFY_CHANNEL: a plain lower-case identifier, 1-63 bytes. pg_notify() takes the name
+ * as it is, while an unquoted LISTEN folds it to lower case: "M2P" would never be heard. */
 static bool check_channel(char *value)
 {
     size_t n = strlen(value);
     if (n > 63)
         return false;
     for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)value[i]) && value[i] != '_')
+        if (!islower((unsigned char)value[i]) && !isdigit((unsigned char)value[i]) &&
+            value[i] != '_')
             return false;
     return n == 0 || !isdigit((unsigned char)value[0]);
 }
@@ -210,7 +212,7 @@ static const config_setting settings[CFG_COUNT] = {
     SETTING_STRING(WEBHOOK_SECRET, "", CFG_SECRET, "any text",  NULL,
                    "key of the X-M2P-Signature HMAC-SHA256 on webhook requests; empty = "
                    "unsigned"),
-    SETTING_STRING(PG_NOTIFY_CHANNEL, "", 0, "identifier of 1-63 letters, digits, _",
+    SETTING_STRING(PG_NOTIFY_CHANNEL, "", 0, "1-63 lower-case letters, digits, _",
                    check_channel,
                    "pg_notify(channel, payload) in each award's transaction, for games that "
                    "LISTEN; empty = off"),

@@ -15,11 +15,46 @@
 --    the delivery workers of every engine.
 
 ALTER TABLE m2p_outbox ADD COLUMN IF NOT EXISTS player_id INTEGER;
+-- Every row gets its player (per-player order) and the fields of this version, whoever
+-- writes it: an engine of the previous version whose m2p_commit_poll was already running
+-- (blocked on this migration's lock on m2p_outbox) inserts an old-style row once this
+-- migration commits; without a player_id it would be delivered beside that player's other
+-- events instead of in order.
+CREATE OR REPLACE FUNCTION m2p_outbox_fill() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.player_id IS NULL THEN
+        NEW.player_id := (NEW.payload->>'player_id')::int;
+    END IF;
+    IF NOT NEW.payload ? 'room' THEN
+        NEW.payload := NEW.payload || jsonb_build_object(
+            'event_id', NEW.payload->>'event_id', 'room', 'player_' || (NEW.payload->>'player_id'));
+    END IF;
+    RETURN NEW;
+END $$;
+DROP TRIGGER IF EXISTS m2p_outbox_fill ON m2p_outbox;
+CREATE TRIGGER m2p_outbox_fill BEFORE INSERT ON m2p_outbox
+    FOR EACH ROW EXECUTE FUNCTION m2p_outbox_fill();
 UPDATE m2p_outbox SET player_id = (payload->>'player_id')::int WHERE player_id IS NULL;
 UPDATE m2p_outbox
    SET payload = payload || jsonb_build_object('event_id', payload->>'event_id',
                                                'room', 'player_' || (payload->>'player_id'))
  WHERE delivered_at IS NULL AND NOT payload ? 'room';
+-- Nothing delivered the outbox before this version: its rows are every award since migration
+-- 2. The last day's are delivered (without totals, which were not recorded); older ones are
+-- settled here, in one step, rather than each expiring with its own error line at the first
+-- start. Their awards stay in mining_events (notified = false).
+DO $$
+DECLARE
+    n BIGINT;
+BEGIN
+    UPDATE m2p_outbox SET delivered_at = now()
+     WHERE delivered_at IS NULL AND created_at < now() - interval '24 hours';
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n > 0 THEN
+        RAISE NOTICE 'm2p: % outbox rows older than 24 hours were never delivered and are settled without delivery', n;
+    END IF;
+END $$;
 
 CREATE TABLE IF NOT EXISTS m2p_deliveries (
     outbox_id BIGINT NOT NULL REFERENCES m2p_outbox (id) ON DELETE CASCADE,
@@ -38,6 +73,26 @@ CREATE TABLE IF NOT EXISTS m2p_deliveries (
 );
 CREATE INDEX IF NOT EXISTS m2p_deliveries_pending ON m2p_deliveries (sink, player_id, outbox_id)
     WHERE delivered_at IS NULL AND expired_at IS NULL;
+CREATE INDEX IF NOT EXISTS m2p_deliveries_seen ON m2p_deliveries (sink, outbox_id);
+
+-- The sinks the running engines deliver to, with when an engine last said so (every minute).
+-- An event is settled only when every sink of a live engine is done with it, so an engine
+-- that gains a webhook in a rolling restart cannot have its events settled under it by an
+-- engine still running the old configuration.
+CREATE TABLE IF NOT EXISTS m2p_sinks (
+    name VARCHAR(320) PRIMARY KEY,
+    last_seen TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+-- Both tables see an insert and an update or two per award and are read through partial
+-- indexes of their few pending rows: vacuum them every few thousand changes, not at 20 % of
+-- a table that only grows (dead entries in the pending indexes slow every claim down).
+ALTER TABLE m2p_outbox SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 2000,
+                            autovacuum_analyze_scale_factor = 0,
+                            autovacuum_analyze_threshold = 2000);
+ALTER TABLE m2p_deliveries SET (autovacuum_vacuum_scale_factor = 0,
+                                autovacuum_vacuum_threshold = 2000,
+                                autovacuum_analyze_scale_factor = 0,
+                                autovacuum_analyze_threshold = 2000);
 
 -- An amount as the event carries it: rounded to 8 places, without trailing zeros.
 CREATE OR REPLACE FUNCTION m2p_amount8(p NUMERIC) RETURNS NUMERIC
@@ -122,11 +177,14 @@ BEGIN
     -- From here the account's row is locked by this transaction: m2p_release_held and every
     -- other commit of this account wait, so "is the key free?" cannot change under us.
 
-    -- The player's row is locked now, not at the totals' UPDATE below: each event carries the
-    -- totals after itself, so two commits for one player (two pools) must not interleave.
-    SELECT p.username, coalesce(p.total_ap, 0), coalesce(p.total_advc_mined, 0)
-      INTO player_name, run_ap, run_advc
-      FROM players p WHERE p.id = p_player FOR UPDATE;
+    -- With awards, the player's row is locked now, not at the totals' UPDATE below: each event
+    -- carries the totals after itself, so two commits for one player (two pools) must not
+    -- interleave, and its outbox ids are drawn under the lock (in commit order per player).
+    IF jsonb_array_length(p_awards) > 0 THEN
+        SELECT p.username, coalesce(p.total_ap, 0), coalesce(p.total_advc_mined, 0)
+          INTO player_name, run_ap, run_advc
+          FROM players p WHERE p.id = p_player FOR NO KEY UPDATE;
+    END IF;
     FOR award IN SELECT * FROM jsonb_array_elements(p_awards) LOOP
         event_id := NULL;
         IF award ? 'held' THEN
@@ -232,6 +290,10 @@ BEGIN
        SET version = version + 1, award_count = award_count + 1,
            largest_award = greatest(largest_award, h.advc_amount)
      WHERE player_id = h.player_id AND pool_name = h.pool_name;
+    -- The player's row is locked before the mining_events id is drawn (as in m2p_commit_poll):
+    -- otherwise a commit of another pool waiting for the same lock draws a higher id and is
+    -- delivered first, and the player's event ids no longer follow their delivery order.
+    PERFORM 1 FROM players WHERE id = h.player_id FOR NO KEY UPDATE;
     INSERT INTO mining_events (player_id, pool_name, advc_amount, ap_awarded, previous_paid,
                                current_paid, event_time, processed, notified,
                                idempotency_key, reason, rules_generation)
@@ -264,7 +326,10 @@ END $$;
 -- they expire). A worker claims rows, carries them, and reports each outcome.
 
 -- Gives p_sink a delivery row for every unsettled outbox row it has not seen: new awards, and
--- everything pending when the sink was added.
+-- everything pending when the sink was added (10000 at a time). Only ids above the sink's
+-- newest row minus 10000 are looked at, so a large backlog is not scanned on every claim:
+-- an outbox row commits moments after its id is drawn (every writer holds the player's row
+-- lock first), so none can appear 10000 ids behind the newest one seen.
 CREATE OR REPLACE FUNCTION m2p_see_outbox(p_sink VARCHAR)
 RETURNS void
 LANGUAGE sql AS $$
@@ -272,6 +337,8 @@ LANGUAGE sql AS $$
     SELECT o.id, p_sink, o.player_id, o.created_at
       FROM m2p_outbox o
      WHERE o.delivered_at IS NULL
+       AND o.id > coalesce((SELECT max(d.outbox_id) FROM m2p_deliveries d
+                             WHERE d.sink = p_sink), 0) - 10000
        AND NOT EXISTS (SELECT 1 FROM m2p_deliveries d WHERE d.outbox_id = o.id AND d.sink = p_sink)
      ORDER BY o.id
      LIMIT 10000
@@ -286,7 +353,7 @@ CREATE OR REPLACE FUNCTION m2p_claim_deliveries(p_sink VARCHAR, p_owner VARCHAR,
                                                 p_lease DOUBLE PRECISION, p_limit INTEGER,
                                                 p_max_age DOUBLE PRECISION)
 RETURNS TABLE (outbox_id BIGINT, event_id INTEGER, player_id INTEGER, payload TEXT,
-               attempts INTEGER)
+               attempts INTEGER, has_next BOOLEAN)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 BEGIN
@@ -311,13 +378,38 @@ BEGIN
            attempts = d.attempts + 1, last_attempt = now()
       FROM claimable c, m2p_outbox o
      WHERE d.outbox_id = c.id AND d.sink = p_sink AND o.id = d.outbox_id
-    RETURNING d.outbox_id, o.mining_event_id, d.player_id, o.payload::text, d.attempts;
+    RETURNING d.outbox_id, o.mining_event_id, d.player_id, o.payload::text, d.attempts,
+              -- the player has a later event waiting behind this one: claim again once this
+              -- one is delivered (otherwise the engine waits for a NOTIFY or its timer)
+              EXISTS (SELECT 1 FROM m2p_deliveries n
+                       WHERE n.sink = p_sink AND n.player_id = d.player_id
+                         AND n.outbox_id > d.outbox_id
+                         AND n.delivered_at IS NULL AND n.expired_at IS NULL);
 END $$;
 
--- Settles an outbox row when no sink in p_sinks still has it pending (each delivered or
--- expired, or never seen by a sink that is no longer configured). The outbox row is locked
+-- Settles an outbox row when every live sink (m2p_live_sinks) is done with it: delivered or
+-- expired. The outbox row is locked
 -- first, so two sinks finishing the same event at once are serialised and the second one
 -- sees the first one's outcome.
+-- The sinks an event must reach: the caller's, and those of every engine seen in the last
+-- 10 minutes (a sink nobody delivers to any more stops holding events back after that).
+CREATE OR REPLACE FUNCTION m2p_live_sinks(p_sinks JSONB)
+RETURNS SETOF TEXT
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_array_elements_text(p_sinks)
+    UNION
+    SELECT name FROM m2p_sinks WHERE last_seen > now() - interval '10 minutes'
+$$;
+
+-- Called by every engine at start and every minute with the sinks it delivers to.
+CREATE OR REPLACE FUNCTION m2p_register_sinks(p_sinks JSONB)
+RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO m2p_sinks (name, last_seen)
+    SELECT jsonb_array_elements_text(p_sinks), now()
+    ON CONFLICT (name) DO UPDATE SET last_seen = now()
+$$;
+
 CREATE OR REPLACE FUNCTION m2p_settle_outbox(p_outbox BIGINT, p_sinks JSONB)
 RETURNS void
 LANGUAGE plpgsql AS $$
@@ -328,7 +420,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;
     END IF;
-    IF EXISTS (SELECT 1 FROM jsonb_array_elements_text(p_sinks) s(name)
+    IF EXISTS (SELECT 1 FROM m2p_live_sinks(p_sinks) s(name)
                 WHERE NOT EXISTS (SELECT 1 FROM m2p_deliveries d
                                    WHERE d.outbox_id = p_outbox AND d.sink = s.name
                                      AND (d.delivered_at IS NOT NULL OR d.expired_at IS NOT NULL)))
@@ -341,7 +433,7 @@ BEGIN
                         WHERE d.outbox_id = p_outbox)
      WHERE id = p_outbox AND delivered_at IS NULL;
     -- The old column keeps its meaning: every configured receiver has the event.
-    IF NOT EXISTS (SELECT 1 FROM jsonb_array_elements_text(p_sinks) s(name)
+    IF NOT EXISTS (SELECT 1 FROM m2p_live_sinks(p_sinks) s(name)
                     WHERE NOT EXISTS (SELECT 1 FROM m2p_deliveries d
                                        WHERE d.outbox_id = p_outbox AND d.sink = s.name
                                          AND d.delivered_at IS NOT NULL)) THEN
@@ -366,15 +458,19 @@ BEGIN
     RETURN true;
 END $$;
 
--- p_sink did not take the event: it is retried after p_retry seconds.
+-- p_sink did not take the event: it is retried after p_retry seconds. Only the claim's
+-- holder records it: an engine whose lease ran out while it carried the event must not
+-- clear the lease of the engine that took the event over (a third engine would then carry
+-- it at the same time, and the retry time would be the stale engine's).
 CREATE OR REPLACE FUNCTION m2p_delivery_failed(p_sink VARCHAR, p_outbox BIGINT, p_error TEXT,
-                                               p_retry DOUBLE PRECISION)
+                                               p_retry DOUBLE PRECISION, p_owner VARCHAR)
 RETURNS void
 LANGUAGE sql AS $$
     UPDATE m2p_deliveries
        SET lease_owner = NULL, lease_until = NULL, last_error = left(p_error, 500),
            next_attempt = now() + make_interval(secs => p_retry)
      WHERE outbox_id = p_outbox AND sink = p_sink AND delivered_at IS NULL AND expired_at IS NULL
+       AND lease_owner = p_owner
 $$;
 
 -- Gives up p_sink's events older than p_max_age seconds that are not being delivered right
@@ -387,12 +483,30 @@ LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
     r RECORD;
+    ids BIGINT[];
 BEGIN
     PERFORM m2p_see_outbox(p_sink);
+    -- Lock order as in m2p_delivery_done: the outbox rows (in id order), then the delivery
+    -- rows. Updating the delivery rows first deadlocks with a delivery_done of an event whose
+    -- lease ran out (it holds the outbox row and waits for the delivery row), and two sinks'
+    -- sweeps taking the outbox rows in different orders deadlock with each other.
+    SELECT array_agg(s.id) INTO ids FROM (
+        SELECT o.id FROM m2p_outbox o
+         WHERE o.id IN (SELECT d.outbox_id FROM m2p_deliveries d
+                         WHERE d.sink = p_sink AND d.delivered_at IS NULL
+                           AND d.expired_at IS NULL
+                           AND d.created_at < now() - make_interval(secs => p_max_age)
+                           AND (d.lease_until IS NULL OR d.lease_until < now()))
+         ORDER BY o.id
+           FOR UPDATE) s;
+    IF ids IS NULL THEN
+        RETURN;
+    END IF;
     FOR r IN
         UPDATE m2p_deliveries d
            SET expired_at = now(), lease_owner = NULL, lease_until = NULL
-         WHERE d.sink = p_sink AND d.delivered_at IS NULL AND d.expired_at IS NULL
+         WHERE d.sink = p_sink AND d.outbox_id = ANY (ids)
+           AND d.delivered_at IS NULL AND d.expired_at IS NULL
            AND d.created_at < now() - make_interval(secs => p_max_age)
            AND (d.lease_until IS NULL OR d.lease_until < now())
         RETURNING d.outbox_id, d.player_id, d.attempts, d.last_error
@@ -413,4 +527,12 @@ RETURNS void
 LANGUAGE sql AS $$
     UPDATE m2p_deliveries SET lease_owner = NULL, lease_until = NULL
      WHERE lease_owner = p_owner AND delivered_at IS NULL
+$$;
+
+-- The previous signature, for the --release-held of an engine of the previous version.
+CREATE OR REPLACE FUNCTION m2p_release_held(p_id BIGINT,
+    OUT o_outcome TEXT, OUT o_player INTEGER, OUT o_pool VARCHAR, OUT o_key VARCHAR,
+    OUT o_advc NUMERIC, OUT o_ap NUMERIC, OUT o_event_id INTEGER, OUT o_settled_at TIMESTAMPTZ)
+LANGUAGE sql AS $$
+    SELECT * FROM m2p_release_held(p_id, NULL)
 $$;

@@ -17,15 +17,16 @@
 #define CLAIM_FAILURE_WAIT 5.0 /* after a failed claim query, seconds */
 
 static const char *const SQL_CLAIM =
-    "SELECT outbox_id, event_id, player_id, payload, attempts"
+    "SELECT outbox_id, event_id, player_id, payload, attempts, has_next"
     " FROM m2p_claim_deliveries($1, $2, $3::float8, $4::int, $5::float8)";
 static const char *const SQL_DONE = "SELECT m2p_delivery_done($1, $2::bigint, $3::jsonb)";
 static const char *const SQL_FAILED =
-    "SELECT m2p_delivery_failed($1, $2::bigint, $3, $4::float8)";
+    "SELECT m2p_delivery_failed($1, $2::bigint, $3, $4::float8, $5)";
 static const char *const SQL_EXPIRE =
     "SELECT outbox_id, event_id, player_id, attempts, coalesce(last_error, '')"
     " FROM m2p_expire_deliveries($1, $2::float8, $3::jsonb)";
 static const char *const SQL_RELEASE = "SELECT m2p_release_deliveries($1)";
+static const char *const SQL_REGISTER = "SELECT m2p_register_sinks($1::jsonb)";
 
 typedef struct worker {
     outbox *ob;
@@ -34,6 +35,8 @@ typedef struct worker {
     bool claiming; /* a claim query is out */
     bool again;    /* woken while claiming: claim once more when it answers */
     bool gone;     /* the receiver said it will never take events (webhook 410) */
+    bool starved;  /* woken while at its in-flight limit: claim when a delivery ends */
+    uint64_t news; /* wakes from outside (NOTIFY, timer, sink ready), counted */
     size_t in_flight;
     ev_tstamp next_claim; /* not before (after a failed claim) */
     ev_tstamp next_expire;
@@ -50,6 +53,7 @@ struct outbox {
     outbox_options o;
     double lease;
     bool stopping;
+    ev_tstamp next_register;
     ev_timer tick;
 };
 
@@ -59,6 +63,8 @@ typedef struct delivery {
     char outbox_id[24];
     char event_id[24];
     int attempts;
+    bool has_next; /* the player's next event waits for this one */
+    uint64_t news; /* the worker's `news` when this was claimed */
 } delivery;
 
 static void claim(worker *w);
@@ -70,18 +76,24 @@ static bool can_claim(const worker *w)
            ev_now(ob->loop) >= w->next_claim && w->sink->ops->ready(w->sink);
 }
 
+/* Every wake that finds work claims it (or, while a claim is out, one more claim follows
+ * it), so a delivery that ends needs to claim only for the player's next event: one known
+ * at claim time (has_next), or one that may have come since (news), or when the worker was
+ * full. Claims after every delivery would mostly find nothing and cost the database. */
 static void wake(worker *w)
 {
     if (w->claiming)
         w->again = true;
     else if (can_claim(w))
         claim(w);
+    else if (w->in_flight >= (size_t)w->ob->o.batch)
+        w->starved = true;
 }
 
-static void wake_all(outbox *ob)
+static void news(worker *w)
 {
-    for (size_t i = 0; i < ob->n; i++)
-        wake(&ob->workers[i]);
+    w->news++;
+    wake(w);
 }
 
 /* The wait before attempt `attempts` + 1: 1, 2, 4 ... seconds up to RETRY_MAX, each drawn
@@ -123,8 +135,12 @@ static void on_done(void *user, const db_result *r)
     } else if (log_enabled(LOG_DEBUG)) {
         log_emit(LOG_DEBUG, "notification_delivered", event_fields(w, d));
     }
+    bool next = d->has_next || w->starved || d->news != w->news;
     free(d);
-    wake(w); /* the player's next event, if any, is claimable now */
+    if (next) {
+        w->starved = false;
+        wake(w); /* the player's next event is claimable now */
+    }
 }
 
 static void record_failure(delivery *d, const char *error)
@@ -132,8 +148,8 @@ static void record_failure(delivery *d, const char *error)
     worker *w = d->w;
     char delay[32];
     snprintf(delay, sizeof delay, "%.3f", w->gone ? RETRY_MAX : retry_delay(d->attempts));
-    const char *params[] = {w->name, d->outbox_id, error, delay};
-    if (db_query(w->ob->db, SQL_FAILED, 4, params, on_ignore, NULL) != 0)
+    const char *params[] = {w->name, d->outbox_id, error, delay, w->ob->engine_id};
+    if (db_query(w->ob->db, SQL_FAILED, 5, params, on_ignore, NULL) != 0)
         log_message(LOG_WARNING, "outbox_update_failed", "could not queue the failure of %s",
                     d->event_id);
 }
@@ -189,6 +205,8 @@ static void deliver_row(worker *w, const db_result *r, int row)
     snprintf(d->outbox_id, sizeof d->outbox_id, "%s", db_value(r, row, 0));
     snprintf(d->event_id, sizeof d->event_id, "%s", db_value(r, row, 1));
     d->attempts = atoi(db_value(r, row, 4));
+    d->has_next = strcmp(db_value(r, row, 5), "t") == 0;
+    d->news = w->news;
     const char *payload = db_value(r, row, 3);
     notify_event ev = {.event_id = d->event_id,
                        .player_id = atoll(db_value(r, row, 2)),
@@ -203,8 +221,15 @@ static void on_claimed(void *user, const db_result *r)
 {
     worker *w = user;
     w->claiming = false;
-    if (w->ob->stopping)
-        return; /* the leases are handed back by outbox_stop */
+    if (w->ob->stopping) {
+        /* outbox_stop's hand-back may have run before this claim committed: hand back
+         * again, or these events would wait for their lease to run out. */
+        if (r->ok && r->rows > 0) {
+            const char *params[] = {w->ob->engine_id};
+            db_query(w->ob->db, SQL_RELEASE, 1, params, on_ignore, NULL);
+        }
+        return;
+    }
     if (!r->ok) {
         log_message(LOG_WARNING, "outbox_claim_failed", "%s: %s", w->name, r->error);
         w->next_claim = ev_now(w->ob->loop) + CLAIM_FAILURE_WAIT;
@@ -271,15 +296,25 @@ static void expire(worker *w)
 
 /* ---------------------------------------------------------------- wakes */
 
+/* The engines' sinks in m2p_sinks: an event is settled only when all of them have it. */
+static void register_sinks(outbox *ob)
+{
+    const char *params[] = {ob->sinks_json};
+    ob->next_register = ev_now(ob->loop) + EXPIRE_EVERY;
+    db_query(ob->db, SQL_REGISTER, 1, params, on_ignore, NULL);
+}
+
 static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)revents;
     outbox *ob = t->data;
+    if (ev_now(loop) >= ob->next_register)
+        register_sinks(ob);
     for (size_t i = 0; i < ob->n; i++) {
         worker *w = &ob->workers[i];
         if (ev_now(loop) >= w->next_expire)
             expire(w);
-        wake(w);
+        news(w);
     }
 }
 
@@ -287,7 +322,9 @@ static void on_outbox_notify(void *user, const char *channel, const char *payloa
 {
     (void)channel;
     (void)payload; /* NULL when the subscription (re)starts: look anyway */
-    wake_all(user);
+    outbox *ob = user;
+    for (size_t i = 0; i < ob->n; i++)
+        news(&ob->workers[i]);
 }
 
 static void on_sink_ready(void *user, notify_sink *s)
@@ -295,7 +332,7 @@ static void on_sink_ready(void *user, notify_sink *s)
     outbox *ob = user;
     for (size_t i = 0; i < ob->n; i++)
         if (ob->workers[i].sink == s)
-            wake(&ob->workers[i]);
+            news(&ob->workers[i]);
 }
 
 /* ---------------------------------------------------------------- life cycle */
@@ -341,6 +378,7 @@ outbox *outbox_new(struct ev_loop *loop, db *d, notify_sink **sinks, size_t n,
         sinks[i]->on_ready = on_sink_ready;
         sinks[i]->on_ready_user = ob;
     }
+    register_sinks(ob); /* queued first: before any claim or settle of this engine */
     db_listen(d, "m2p_outbox", on_outbox_notify, ob);
     ev_timer_init(&ob->tick, on_tick, 0.0, ob->o.tick);
     ob->tick.data = ob;

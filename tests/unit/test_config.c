@@ -532,7 +532,7 @@ static void test_notifier_settings(void)
                                "https://a.example/x,,https://b.example", "https://a b/x", NULL};
     for (int i = 0; bad_hooks[i]; i++)
         CHECK_CONTAINS(load_error("WEBHOOK_URLS", bad_hooks[i]), "WEBHOOK_URLS");
-    const char *bad_channels[] = {"m2p-rewards", "1abc", "a;NOTIFY x", NULL};
+    const char *bad_channels[] = {"m2p-rewards", "1abc", "a;NOTIFY x", "M2P_Rewards", NULL};
     for (int i = 0; bad_channels[i]; i++)
         CHECK_CONTAINS(load_error("PG_NOTIFY_CHANNEL", bad_channels[i]), "PG_NOTIFY_CHANNEL");
     CHECK_CONTAINS(load_error("SOCKETIO_NAMESPACE", "game"), "SOCKETIO_NAMESPACE");
