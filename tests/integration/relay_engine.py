@@ -153,6 +153,7 @@ def check_awards_reach_rooms(ctx, pg):
         if got:
             problem = totals_problems(got, totals[c.join])
             check(problem is None, "%s: %s" % (c.name, problem))
+    relay.wait_relayed(rows)
     relayed = relay.relayed()
     twice = {k: v for k, v in relayed.items() if k in rows and len(v) != 1}
     check(not twice, "the relay relayed these more than once: %s" % twice)
@@ -198,6 +199,7 @@ def check_wrong_token(ctx, pg):
     player.wait_reward("last-1")
     check([r["event_id"] for r in player.rewards()] == ["last-1"],
           "player 1 got events from a refused engine: %s" % player.rewards())
+    relay.wait_relayed(["last-1"])
     check(set(relay.relayed()) == {"last-1"}, "the relay relayed %s" % sorted(relay.relayed()))
 
     eng.expect_clean_exit(eng.stop())

@@ -128,6 +128,13 @@ class Relay(_LineProc):
         self.url = line.split("listening on ", 1)[1].rstrip("/")
         self.port = int(self.url.rsplit(":", 1)[1])
 
+    def wait_relayed(self, event_ids, timeout=30):
+        """Waits until the relay logged each of event_ids: its log is read by another thread,
+        so a client may see an event before the test sees the relay's line for it."""
+        want = set(event_ids)
+        harness.wait_until(lambda: want <= set(self.relayed()), timeout,
+                           "the relay's log lines for %d events" % len(want))
+
     def relayed(self):
         """{event_id: [room, ...]} from the relay's log lines."""
         out = {}

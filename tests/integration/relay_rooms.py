@@ -83,6 +83,7 @@ def test_each_reward_reaches_its_room_only(ctx):
     acks = engine.acks()
     check(sorted(acks) == sorted(list(range(1, 13)) + [100, 101, 102]),
           "every emit should be acked exactly once: %s" % acks)
+    relay.wait_relayed(e["event_id"] for e in events)
     relayed = relay.relayed()
     for e in events:
         check(relayed.get(e["event_id"]) == [e["room"]],
@@ -116,6 +117,7 @@ def test_wrong_token_is_refused(ctx):
     got = [r["event_id"] for r in player.rewards()]
     check(got == ["last-1"], "forged events reached player 1: %s" % got)
     check(not impostor.acks() and not forger.acks(), "a forged event was acked")
+    relay.wait_relayed(["last-1"])
     check(set(relay.relayed()) == {"last-1"}, "the relay relayed: %s" % relay.relayed())
     check(no_token_in(relay, token) and no_token_in(relay, wrong),
           "the relay's log shows a token")
