@@ -13,6 +13,8 @@
  */
 #include "config.h"
 
+#include "admin/admin.h"
+
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
@@ -41,7 +43,8 @@ typedef struct config_setting {
 } config_setting;
 
 static const char *const log_levels[] = {"debug", "info", "warning", "error", NULL};
-static const char *const log_formats[] = {"json", "text", NULL};
+/* In the order of log_format (log.h): config_enum is cast to it. */
+static const char *const log_formats[] = {"json", "text", "auto", NULL};
 static const char *const http_schemes[] = {"http", "https", NULL};
 static const char *const socketio_schemes[] = {"http", "https", "ws", "wss", NULL};
 
@@ -143,6 +146,19 @@ static bool check_channel(char *value)
             value[i] != '_')
             return false;
     return n == 0 || !isdigit((unsigned char)value[0]);
+}
+
+/* The address itself is parsed where it is used (admin.c). "off" turns the endpoint off (an
+ * empty variable counts as unset here, which means the default). */
+static bool check_admin_listen(char *value)
+{
+    if (strcmp(value, "off") == 0)
+        return true;
+    struct sockaddr_storage addr;
+    socklen_t len;
+    bool loopback;
+    char err[256];
+    return admin_parse_listen(value, &addr, &len, &loopback, err, sizeof err) == 0;
 }
 
 static bool check_engine_id(char *value)
@@ -280,11 +296,20 @@ static const config_setting settings[CFG_COUNT] = {
                 "Lua instructions one script call may run before it is stopped"),
     SETTING_INT(SCRIPT_MEMORY_LIMIT_MB, "256", 8, 65536, "memory limit of the Lua scripts, in MiB"),
     SETTING_ENUM(LOG_LEVEL, "info", log_levels, "minimum level of log records"),
-    SETTING_ENUM(LOG_FORMAT, "json", log_formats,
-                 "json: one JSON object per line, as the old service wrote; text: for terminals"),
+    SETTING_ENUM(LOG_FORMAT, "auto", log_formats,
+                 "json: one JSON object per line, as the old service wrote; text: for "
+                 "terminals; auto: text when stdout is a terminal, json otherwise (journald, "
+                 "files, pipes)"),
     SETTING_NUMBER(SHUTDOWN_TIMEOUT_SECONDS, "10", 0, 600,
                    "seconds to finish polls and deliveries in flight after SIGTERM before "
                    "exiting"),
+    SETTING_STRING(ADMIN_LISTEN, "127.0.0.1:9464", 0, "ADDRESS:PORT ([IPv6], localhost) or off",
+                   check_admin_listen,
+                   "the admin HTTP endpoint (/metrics, /healthz, /readyz, /status, POST /reload); "
+                   "off = none; an address other than loopback needs ADMIN_TOKEN"),
+    SETTING_STRING(ADMIN_TOKEN, "", CFG_SECRET, "any text", NULL,
+                   "bearer token required by POST /reload (Authorization: Bearer ...); empty = "
+                   "none (allowed only on a loopback ADMIN_LISTEN)"),
 };
 
 static const char *const true_words[] = {"true", "1", "yes", "on", NULL};

@@ -66,6 +66,8 @@ typedef enum config_id {
     CFG_LOG_LEVEL,
     CFG_LOG_FORMAT,
     CFG_SHUTDOWN_TIMEOUT_SECONDS,
+    CFG_ADMIN_LISTEN,
+    CFG_ADMIN_TOKEN,
     CFG_COUNT
 } config_id;
 

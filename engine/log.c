@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 static struct {
     log_level min_level;
@@ -23,6 +24,8 @@ static const char *const level_names[] = {"debug", "info", "warning", "error"};
 void log_configure(log_level min_level, log_format format, FILE *out)
 {
     logger.min_level = min_level;
+    if (format == LOG_FORMAT_AUTO)
+        format = isatty(fileno(out ? out : stdout)) ? LOG_FORMAT_TEXT : LOG_FORMAT_JSON;
     logger.format = format;
     logger.out = out;
 }
@@ -52,6 +55,8 @@ bool log_format_parse(const char *name, log_format *out)
         *out = LOG_FORMAT_JSON;
     else if (strcasecmp(name, "text") == 0)
         *out = LOG_FORMAT_TEXT;
+    else if (strcasecmp(name, "auto") == 0)
+        *out = LOG_FORMAT_AUTO;
     else
         return false;
     return true;

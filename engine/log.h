@@ -8,9 +8,11 @@
 #include <cjson/cJSON.h>
 
 typedef enum { LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERROR } log_level;
-typedef enum { LOG_FORMAT_JSON, LOG_FORMAT_TEXT } log_format;
+/* In the order of LOG_FORMAT's words in config.c (json, text, auto). */
+typedef enum { LOG_FORMAT_JSON, LOG_FORMAT_TEXT, LOG_FORMAT_AUTO } log_format;
 
-/* Defaults: info, json, stdout. `out` is not owned. */
+/* Defaults: info, json, stdout. `out` is not owned. LOG_FORMAT_AUTO is decided here, once:
+ * text when `out` is a terminal, json otherwise (journald, files, pipes). */
 void log_configure(log_level min_level, log_format format, FILE *out);
 bool log_enabled(log_level level);
 

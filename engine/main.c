@@ -1,10 +1,12 @@
 /* m2p-engine: the command line, and the choice of what to run. */
 #include <getopt.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "held.h"
@@ -80,12 +82,35 @@ static void print_usage(FILE *out)
     config_print_help(out);
 }
 
-/* ./NAME when it exists, else the installed copy. */
+/* BIN/../share/m2p-engine/NAME into buf (PATH_MAX long, as realpath needs) when it is a
+ * directory: an install moved to another prefix than the one it was configured for still
+ * finds its scripts. */
+static bool share_dir_near_binary(const char *name, char *buf, size_t len)
+{
+    char exe[PATH_MAX], near[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0 || len < PATH_MAX)
+        return false;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+        return false;
+    *slash = '\0';
+    int w = snprintf(near, sizeof near, "%s/../share/m2p-engine/%s", exe, name);
+    struct stat st;
+    return w > 0 && (size_t)w < sizeof near && realpath(near, buf) && stat(buf, &st) == 0 &&
+           S_ISDIR(st.st_mode);
+}
+
+/* ./NAME when it exists, else the installed copy: beside the binary, then the configured
+ * M2P_SHARE_DIR. */
 static const char *default_dir(const char *name, char *buf, size_t len)
 {
     struct stat st;
     if (stat(name, &st) == 0 && S_ISDIR(st.st_mode))
         return name;
+    if (share_dir_near_binary(name, buf, len))
+        return buf;
     snprintf(buf, len, "%s/%s", M2P_SHARE_DIR, name);
     return buf;
 }
@@ -177,7 +202,7 @@ static int parse_cli(int argc, char **argv, cli *c)
         fprintf(stderr, "m2p-engine: --dry-run needs --accounts FILE\n");
         return -1;
     }
-    static char pools_buf[1024], scripts_buf[1024];
+    static char pools_buf[PATH_MAX], scripts_buf[PATH_MAX];
     c->explicit_dir[0] = c->run.pools_dir != NULL;
     c->explicit_dir[1] = c->run.scripts_dir != NULL;
     if (!c->run.pools_dir)

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admin/admin.h"
 #include "db.h"
 #include "db_migrate.h"
 #include "db_store.h"
@@ -27,6 +28,7 @@
 #include "notify/outbox.h"
 #include "players.h"
 #include "poller.h"
+#include "sd_notify.h"
 #include "settings.h"
 #include "watch.h"
 
@@ -42,10 +44,13 @@ typedef struct app {
     membership *members;
     outbox *outbox;
     dir_watch *watch;
+    admin *admin;
+    char generation[32]; /* script_rules_generation of the running scripts */
     bool members_known, players_ready, started;
     bool finished; /* the poller is done (it may finish before the loop runs: no accounts) */
     int status;
     ev_signal sigterm, sigint, sighup;
+    service_notify sd; /* systemd readiness and watchdog (no-op without systemd) */
 } app;
 
 static award_limits award_limits_of(const config *cfg)
@@ -67,6 +72,7 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     (void)revents;
     app *a = w->data;
     log_message(LOG_INFO, "shutdown_requested", "signal %d: finishing polls in flight", w->signum);
+    service_notify_stopping(&a->sd);
     if (a->started) {
         poller_stop(a->poller);
     } else {
@@ -76,22 +82,26 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
 
 /* Builds a complete new generation (settings and every script) and swaps it in; anything
  * broken leaves the running generation untouched. */
-static void reload(app *a, const char *why)
+static bool reload_why(app *a, const char *why, char *failed, size_t failed_len)
 {
     char err[2048];
     config *cfg = config_load(a->opts->env_file, err, sizeof err);
     if (!cfg) {
         log_message(LOG_ERROR, "config_reload_failed", "%s", err);
+        snprintf(failed, failed_len, "invalid settings: %s", err);
         poller_note_reload(a->poller, false);
-        return;
+        return false;
     }
     script_runtime *rt =
         settings_load_scripts(cfg, a->opts->pools_dir, a->opts->scripts_dir, true);
     if (!rt) {
         config_free(cfg);
+        snprintf(failed, failed_len, "a script failed to load (see the log); the running "
+                                     "scripts are kept");
         poller_note_reload(a->poller, false);
-        return;
+        return false;
     }
+    snprintf(a->generation, sizeof a->generation, "%s", script_rules_generation(rt));
     /* Scripts read settings only while they load (m2p.env at the top of a script), so the
      * old table can go once the new generation is in. */
     settings_apply_logging(cfg);
@@ -107,6 +117,13 @@ static void reload(app *a, const char *why)
     poller_note_reload(a->poller, true);
     config_free(old);
     log_emit(LOG_INFO, "script_reloaded", f);
+    return true;
+}
+
+static void reload(app *a, const char *why)
+{
+    char failed[2600];
+    reload_why(a, why, failed, sizeof failed);
 }
 
 static void on_reload_signal(struct ev_loop *loop, ev_signal *w, int revents)
@@ -150,6 +167,60 @@ static void start_polling(app *a)
                 poller_player_count(a->poller),
                 a->opts->once ? "once" : a->opts->dry_run ? "dry-run" : "run");
     poller_start(a->poller);
+    char status[128];
+    snprintf(status, sizeof status, "polling %zu players", poller_player_count(a->poller));
+    service_notify_ready(&a->sd, status);
+}
+
+/* ============================================================ The admin endpoint */
+
+static void admin_view_of(void *user, admin_view *v)
+{
+    app *a = user;
+    v->metrics = poller_metrics(a->poller);
+    v->accounts = poller_account_count(a->poller);
+    v->db = a->db;
+    v->outbox = a->outbox;
+    v->script_generation = a->generation[0] ? a->generation : NULL;
+    v->players_loaded = a->started || a->players_ready;
+}
+
+static bool admin_reload(void *user, char *err, size_t errlen)
+{
+    return reload_why(user, "POST /reload", err, errlen);
+}
+
+/* Anyone who can reach a non-loopback address could reload: refused without a token. */
+static int check_admin_settings(const config *cfg)
+{
+    const char *listen = config_string(cfg, CFG_ADMIN_LISTEN);
+    struct sockaddr_storage addr;
+    socklen_t len;
+    bool loopback = true;
+    char err[256];
+    if (strcmp(listen, "off") == 0 ||
+        admin_parse_listen(listen, &addr, &len, &loopback, err, sizeof err) != 0 || loopback ||
+        config_string(cfg, CFG_ADMIN_TOKEN)[0])
+        return 0;
+    log_message(LOG_ERROR, "admin_token_missing",
+                "ADMIN_LISTEN %s is not a loopback address: set ADMIN_TOKEN (or listen on "
+                "127.0.0.1)", listen);
+    return -1;
+}
+
+/* A port that cannot be bound is logged and the engine runs on without the endpoint: polling
+ * and awarding matter more than their observation, and a scrape that fails alerts anyway. */
+static void start_admin(app *a)
+{
+    const char *listen = config_string(a->cfg, CFG_ADMIN_LISTEN);
+    if (a->opts->once || strcmp(listen, "off") == 0)
+        return;
+    admin_hooks hooks = {.view = admin_view_of, .reload = admin_reload, .user = a};
+    char err[512];
+    a->admin = admin_start(a->loop, listen, config_string(a->cfg, CFG_ADMIN_TOKEN), &hooks, err,
+                           sizeof err);
+    if (!a->admin)
+        log_message(LOG_ERROR, "admin_listen_failed", "%s", err);
 }
 
 /* ================================================================ Account sources */
@@ -375,7 +446,7 @@ int run_engine(const run_options *opts, config *cfg)
     app a = {.opts = opts, .cfg = cfg, .loop = EV_DEFAULT, .status = 0};
     bool file = opts->accounts_file != NULL;
     script_runtime *rt = NULL;
-    if (file || open_database(&a) == 0)
+    if (check_admin_settings(cfg) == 0 && (file || open_database(&a) == 0))
         rt = settings_load_scripts(cfg, opts->pools_dir, opts->scripts_dir, false);
     if (!rt) {
         close_database(&a);
@@ -391,10 +462,13 @@ int run_engine(const run_options *opts, config *cfg)
     settings_http_options(cfg, &po.http);
     a.poller = poller_new(a.loop, &po, rt,
                           file ? account_store_memory() : db_store_accounts(a.store));
+    snprintf(a.generation, sizeof a.generation, "%s", script_rules_generation(rt));
     poller_on_finished(a.poller, on_finished, &a);
     watch_signals(&a);
+    service_notify_start(&a.sd, a.loop);
     if (!opts->once)
         watch_scripts(&a);
+    start_admin(&a);
     int rc = file ? use_players_file(&a) : follow_database(&a);
     if (rc == 0) {
         if (!a.finished)
@@ -407,6 +481,8 @@ int run_engine(const run_options *opts, config *cfg)
     ev_signal_stop(a.loop, &a.sigterm);
     ev_signal_stop(a.loop, &a.sigint);
     ev_signal_stop(a.loop, &a.sighup);
+    admin_stop(a.admin);
+    service_notify_stop(&a.sd);
     dir_watch_free(a.watch);
     close_database(&a);
     poller_free(a.poller);

@@ -6,7 +6,7 @@
 void settings_apply_logging(const config *cfg)
 {
     log_configure((log_level)config_enum(cfg, CFG_LOG_LEVEL),
-                  config_enum(cfg, CFG_LOG_FORMAT) == 0 ? LOG_FORMAT_JSON : LOG_FORMAT_TEXT,
+                  (log_format)config_enum(cfg, CFG_LOG_FORMAT),
                   stdout);
 }
 

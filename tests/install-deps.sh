@@ -11,10 +11,12 @@ set -euo pipefail
 run_packages=(
   build-essential cmake pkg-config
   libluajit-5.1-dev libcurl4-openssl-dev libpq-dev libcjson-dev libev-dev libssl-dev
-  libmicrohttpd-dev
+  libmicrohttpd-dev libsystemd-dev
   postgresql
 )
-test_packages=(luajit lua-busted wrk curl)
+# systemd: systemd-analyze verify/security on examples/m2p-engine.service (systemd_unit.py)
+# prometheus: promtool check metrics on a live /metrics (admin_endpoint.py)
+test_packages=(luajit lua-busted wrk curl systemd prometheus)
 
 case "${1:-}" in
   run) packages=("${run_packages[@]}") ;;

@@ -7,6 +7,10 @@
 
 #include "log.h"
 
+/* Pool APIs answer in tens of milliseconds to seconds; POOL_REQUEST_TIMEOUT defaults to 10. */
+const double metrics_latency_bounds[METRICS_LATENCY_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1,
+                                                                0.25,  0.5,  1,     2.5,  5, 10};
+
 void metrics_init(metrics *m) { memset(m, 0, sizeof *m); }
 
 void metrics_free(metrics *m)
@@ -46,6 +50,11 @@ void metrics_record_poll(metrics *m, pool_metrics *pool, bool success, double re
     if (response_ms >= 0) {
         pool->response_ms_total += response_ms;
         pool->timed_responses++;
+        for (size_t i = 0; i < METRICS_LATENCY_BUCKETS; i++)
+            if (response_ms / 1000.0 <= metrics_latency_bounds[i]) {
+                pool->latency_buckets[i]++;
+                break;
+            }
     }
 }
 

@@ -11,11 +11,20 @@
 
 #include <cjson/cJSON.h>
 
+/* Upper bounds (seconds) of the response-time histogram buckets that GET /metrics exposes
+ * as m2p_poll_duration_seconds; a response slower than the last bound is counted only in
+ * timed_responses (the +Inf bucket). */
+#define METRICS_LATENCY_BUCKETS 11
+extern const double metrics_latency_bounds[METRICS_LATENCY_BUCKETS];
+
 typedef struct pool_metrics {
     char *name;
     uint64_t requests, successes, failures;
+    uint64_t awards;          /* awards paid (held ones are not) */
     double response_ms_total; /* over requests that got an HTTP answer */
     uint64_t timed_responses;
+    /* per bucket, responses in (previous bound, bound]: not cumulative */
+    uint64_t latency_buckets[METRICS_LATENCY_BUCKETS];
     /* Kept current by the poller (gauges, not totals): */
     size_t wallets_refused; /* accounts parked: invalid wallet, or another player's */
     bool scheduled;         /* the fields below are set */

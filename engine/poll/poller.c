@@ -563,6 +563,7 @@ static void log_awards(poll_ctx *c)
         }
         log_award(c, &c->outcome.awards[i]);
         c->p->metrics.rewards_detected++;
+        c->p->slots[c->p->accounts[c->account].slot].metrics->awards++;
     }
 }
 

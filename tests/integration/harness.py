@@ -401,10 +401,13 @@ class Context:
         """A clean environment: PATH etc. plus `settings`; nothing else is inherited.
         MAX_AWARD_ADVC is off unless a test sets it: the simulator's zpool pays up to
         500 ADVC per payout and one poll may see several, which the default ceiling (1000)
-        would hold for review (held_awards.py tests the limits). A setting given as None
+        would hold for review (held_awards.py tests the limits). ADMIN_LISTEN is off. A setting given as None
         is left unset."""
         env = {k: os.environ[k] for k in _PASSTHROUGH_ENV if k in os.environ}
         env["MAX_AWARD_ADVC"] = "0"
+        # Many engines run at once: none takes the admin port unless the test asks
+        # (admin_endpoint.py).
+        env["ADMIN_LISTEN"] = "off"
         for k, v in (settings or {}).items():
             if v is None:
                 env.pop(k, None)

@@ -130,7 +130,7 @@ static void test_defaults(void)
     CHECK(config_int(c, CFG_POOL_MAX_RESPONSE_BYTES) == 1048576, "max response");
     CHECK(config_enum(c, CFG_LOG_LEVEL) == 1, "log level index");
     CHECK_STR(config_string(c, CFG_LOG_LEVEL), "info");
-    CHECK_STR(config_string(c, CFG_LOG_FORMAT), "json");
+    CHECK_STR(config_string(c, CFG_LOG_FORMAT), "auto");
     CHECK(config_bool(c, CFG_CPU_POOL_ENABLED), "cpu-pool enabled");
     CHECK(config_bool(c, CFG_RPLANT_ENABLED), "rplant enabled");
     CHECK(config_bool(c, CFG_ZPOOL_ENABLED), "zpool enabled");
@@ -474,7 +474,7 @@ static void test_enums_and_urls(void)
     CHECK_STR(load_error("LOG_LEVEL", "verbose"),
               "LOG_LEVEL: \"verbose\" is not one of debug, info, warning, error (minimum level "
               "of log records)");
-    CHECK_CONTAINS(load_error("LOG_FORMAT", "xml"), "\"xml\" is not one of json, text");
+    CHECK_CONTAINS(load_error("LOG_FORMAT", "xml"), "\"xml\" is not one of json, text, auto");
     const char *bad_urls[] = {"ftp://pool.example/x", "https://", "https:///path",
                               "pool.example/api", "http://pool example/x", "ws://pool.example",
                               NULL};
