@@ -316,20 +316,8 @@ static int open_database(app *a)
  * up (NOTIFY_MAX_AGE), whether the receiver is reachable now. */
 static void notifications_status(const app *a, cJSON *fields)
 {
-    if (!a->outbox)
-        return;
-    cJSON *sinks = cJSON_AddObjectToObject(fields, "notifications");
-    for (size_t i = 0; i < outbox_sink_count(a->outbox); i++) {
-        outbox_sink_stats st = outbox_stats(a->outbox, i);
-        cJSON *o = cJSON_AddObjectToObject(sinks, st.name);
-        cJSON_AddBoolToObject(o, "ready", st.ready);
-        cJSON_AddNumberToObject(o, "in_flight", (double)st.in_flight);
-        cJSON_AddNumberToObject(o, "delivered", (double)st.delivered);
-        cJSON_AddNumberToObject(o, "failed_attempts", (double)st.failed);
-        cJSON_AddNumberToObject(o, "expired", (double)st.expired);
-        if (st.gone)
-            cJSON_AddBoolToObject(o, "gone", true);
-    }
+    if (a->outbox)
+        cJSON_AddItemToObject(fields, "notifications", outbox_stats_json(a->outbox));
 }
 
 static void database_status(void *user, cJSON *fields)

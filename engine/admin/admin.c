@@ -219,22 +219,6 @@ static void add_pools(cJSON *o, const metrics *m)
     }
 }
 
-static void add_sinks(cJSON *o, const outbox *ob)
-{
-    cJSON *sinks = cJSON_AddObjectToObject(o, "notifications");
-    for (size_t i = 0; ob && i < outbox_sink_count(ob); i++) {
-        outbox_sink_stats st = outbox_stats(ob, i);
-        cJSON *s = cJSON_AddObjectToObject(sinks, st.name);
-        cJSON_AddBoolToObject(s, "ready", st.ready);
-        cJSON_AddNumberToObject(s, "in_flight", (double)st.in_flight);
-        cJSON_AddNumberToObject(s, "delivered", (double)st.delivered);
-        cJSON_AddNumberToObject(s, "failed_attempts", (double)st.failed);
-        cJSON_AddNumberToObject(s, "expired", (double)st.expired);
-        if (st.gone)
-            cJSON_AddBoolToObject(s, "gone", true);
-    }
-}
-
 static enum MHD_Result get_status(admin *a, struct MHD_Connection *c)
 {
     admin_view v = view_of(a);
@@ -258,7 +242,7 @@ static enum MHD_Result get_status(admin *a, struct MHD_Connection *c)
                                 (double)v.metrics->script_reload_failures);
     }
     add_pools(o, v.metrics);
-    add_sinks(o, v.outbox);
+    cJSON_AddItemToObject(o, "notifications", outbox_stats_json(v.outbox));
     return respond_json(c, MHD_HTTP_OK, o);
 }
 

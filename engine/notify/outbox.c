@@ -427,3 +427,20 @@ outbox_sink_stats outbox_stats(const outbox *ob, size_t i)
         .expired = w->expired,
     };
 }
+
+cJSON *outbox_stats_json(const outbox *ob)
+{
+    cJSON *sinks = cJSON_CreateObject();
+    for (size_t i = 0; ob && i < ob->n; i++) {
+        outbox_sink_stats st = outbox_stats(ob, i);
+        cJSON *o = cJSON_AddObjectToObject(sinks, st.name);
+        cJSON_AddBoolToObject(o, "ready", st.ready);
+        cJSON_AddNumberToObject(o, "in_flight", (double)st.in_flight);
+        cJSON_AddNumberToObject(o, "delivered", (double)st.delivered);
+        cJSON_AddNumberToObject(o, "failed_attempts", (double)st.failed);
+        cJSON_AddNumberToObject(o, "expired", (double)st.expired);
+        if (st.gone)
+            cJSON_AddBoolToObject(o, "gone", true);
+    }
+    return sinks;
+}

@@ -58,5 +58,8 @@ void outbox_free(outbox *ob);
 size_t outbox_sink_count(const outbox *ob);
 /* Stats of sink i (0 <= i < outbox_sink_count). */
 outbox_sink_stats outbox_stats(const outbox *ob, size_t i);
+/* Every sink's stats as {"<sink>": {ready, in_flight, delivered, failed_attempts, expired[,
+ * gone]}}, for the logs and /status; {} for a NULL outbox. Caller owns the object. */
+struct cJSON *outbox_stats_json(const outbox *ob);
 
 #endif
