@@ -58,6 +58,28 @@ void metrics_record_poll(metrics *m, pool_metrics *pool, bool success, double re
     }
 }
 
+void metrics_record_award(metrics *m, pool_metrics *pool, int64_t player_id, double advc,
+                          double ap, bool held)
+{
+    (void)player_id;
+    if (held) {
+        pool->awards_held++;
+        return;
+    }
+    m->rewards_detected++;
+    pool->awards++;
+    pool->advc_awarded += advc;
+    pool->ap_awarded += ap;
+}
+
+void metrics_record_failure(metrics *m, pool_metrics *pool, int64_t player_id, const char *why)
+{
+    (void)m;
+    (void)pool;
+    (void)player_id;
+    (void)why;
+}
+
 /* Pacing of one pool: present once the poller has scheduled it. */
 static void add_pacing(cJSON *o, const pool_metrics *p)
 {

@@ -21,6 +21,8 @@ typedef struct pool_metrics {
     char *name;
     uint64_t requests, successes, failures;
     uint64_t awards;          /* awards paid (held ones are not) */
+    uint64_t awards_held;     /* awards stored as held (award limits), not paid */
+    double advc_awarded, ap_awarded; /* sums over the paid awards */
     double response_ms_total; /* over requests that got an HTTP answer */
     uint64_t timed_responses;
     /* per bucket, responses in (previous bound, bound]: not cumulative */
@@ -52,6 +54,14 @@ pool_metrics *metrics_pool(metrics *m, const char *name);
 
 /* One finished poll. response_ms < 0: no HTTP answer (transport failure). */
 void metrics_record_poll(metrics *m, pool_metrics *pool, bool success, double response_ms);
+
+/* One award committed for `player_id` on `pool`: paid, or stored as held. */
+void metrics_record_award(metrics *m, pool_metrics *pool, int64_t player_id, double advc,
+                          double ap, bool held);
+
+/* One failed poll of `player_id`'s account on `pool`, `why` in words (no secret: the
+ * poller's log text). Counted by metrics_record_poll; this keeps what the status page shows. */
+void metrics_record_failure(metrics *m, pool_metrics *pool, int64_t player_id, const char *why);
 
 /* {"polls_total": .., "polls_successful": .., "rewards_detected": .., "wallets_refused": ..,
  *  "pools": {..}} */

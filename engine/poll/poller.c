@@ -167,6 +167,9 @@ static void deactivate(poller *p, uint32_t id)
     a->epoch++; /* a poll in flight finishes without touching the account */
     free(a->state_json);
     a->state_json = NULL;
+    free(a->last_error); /* it was about a wallet or an ownership that no longer holds */
+    a->last_error = NULL;
+    a->last_poll_at = a->last_error_at = 0;
 }
 
 static void activate(poller *p, uint32_t id)
@@ -465,6 +468,10 @@ static void finish(poll_ctx *c, sched_result result, double retry_after)
         slot->successes += result == SCHED_OK;
     }
     a->in_flight = false;
+    if (result != SCHED_NOT_POLLED) {
+        a->last_poll_at = ev_now(p->loop);
+        a->last_result = (uint8_t)result;
+    }
     if (current(c)) {
         scheduler_done(p->sched, c->account, ev_now(p->loop), result, retry_after);
         if (p->opts.once && result != SCHED_NOT_POLLED)
@@ -485,8 +492,26 @@ static void finish(poll_ctx *c, sched_result result, double retry_after)
 
 static cJSON *poll_fields(const poll_ctx *c) { return poller_account_fields(c->p, c->account); }
 
+/* Keeps the failure for --explain and the status page; the log line is the caller's. */
+static void note_failure(const poll_ctx *c, const char *why)
+{
+    poller *p = c->p;
+    account *a = &p->accounts[c->account];
+    free(a->last_error);
+    a->last_error = strdup(why);
+    a->last_error_at = ev_now(p->loop);
+    metrics_record_failure(&p->metrics, p->slots[a->slot].metrics, player_of(p, c->account)->id,
+                           why);
+}
+
 static void log_poll_failure(const poll_ctx *c, const char *event, const char *error, long status)
 {
+    char why[512];
+    if (status)
+        snprintf(why, sizeof why, "%s (HTTP %ld)", error, status);
+    else
+        snprintf(why, sizeof why, "%s", error);
+    note_failure(c, why);
     cJSON *f = poll_fields(c);
     if (status)
         cJSON_AddNumberToObject(f, "status", (double)status);
@@ -557,13 +582,14 @@ static void log_award_held(const poll_ctx *c, size_t i)
 static void log_awards(poll_ctx *c)
 {
     for (size_t i = 0; i < c->outcome.n_awards; i++) {
-        if (c->held && c->held[i] != HOLD_NONE) {
+        const award *aw = &c->outcome.awards[i];
+        bool held = c->held && c->held[i] != HOLD_NONE;
+        if (held)
             log_award_held(c, i);
-            continue;
-        }
-        log_award(c, &c->outcome.awards[i]);
-        c->p->metrics.rewards_detected++;
-        c->p->slots[c->p->accounts[c->account].slot].metrics->awards++;
+        else
+            log_award(c, aw);
+        metrics_record_award(&c->p->metrics, c->p->slots[c->p->accounts[c->account].slot].metrics,
+                             player_of(c->p, c->account)->id, aw->advc, aw->ap, held);
     }
 }
 
@@ -716,6 +742,10 @@ static void on_response(void *user, const http_response *r)
     } else if (r->status == 429 || r->status >= 500) {
         metrics_record_poll(&p->metrics, m, false, r->total_ms);
         double retry_after = retry_after_of(r);
+        char why[128];
+        snprintf(why, sizeof why, "the pool answered HTTP %ld%s", r->status,
+                 r->status == 429 ? " (too many requests)" : "");
+        note_failure(c, why);
         cJSON *f = poll_fields(c);
         cJSON_AddNumberToObject(f, "status", (double)r->status);
         if (retry_after > 0)
@@ -931,8 +961,10 @@ void poller_free(poller *p)
     ev_timer_stop(p->loop, &p->wake);
     ev_timer_stop(p->loop, &p->cycle);
     ev_timer_stop(p->loop, &p->deadline);
-    for (size_t i = 0; i < p->n_accounts; i++)
+    for (size_t i = 0; i < p->n_accounts; i++) {
         free(p->accounts[i].state_json);
+        free(p->accounts[i].last_error);
+    }
     free(p->accounts);
     for (size_t i = 0; i < p->n_players; i++) {
         player_clear(&p->players[i].p);

@@ -53,6 +53,11 @@ typedef struct account {
     double last_snapshot; /* ev_now() of the last snapshot this engine stored */
     char *state_json;
     award_history history; /* paid awards so far, as the store had them plus since */
+    /* What --explain and GET /accounts say about the last polls (this process only): */
+    double last_poll_at;  /* ev_now() when the last finished poll ended; 0: none yet */
+    double last_error_at; /* when last_error happened */
+    char *last_error;     /* the last failure in words (kept after a success); NULL: none */
+    uint8_t last_result;  /* sched_result of the last finished poll */
 } account;
 
 /* A player and the accounts created for it (one per pool it has had a wallet on). */
