@@ -203,6 +203,9 @@ static const config_setting settings[CFG_COUNT] = {
                  "apply pending schema migrations at start; false: refuse to start until "
                  "'m2p-engine --migrate' has run"),
     SETTING_INT(DB_POOL_SIZE, "4", 1, 64, "connections to PostgreSQL"),
+    SETTING_NUMBER(DATABASE_STATS_INTERVAL, "15", 0.5, 3600,
+                   "seconds between two reads of the outbox depth and the held awards for "
+                   "GET /metrics and /status (one small query each time)"),
     SETTING_BOOL(STORE_RAW_RESPONSES, "false",
                  "keep each snapshot's raw pool response in pool_snapshots.raw_response"),
     SETTING_INT(SNAPSHOT_HEARTBEAT, "0", 0, 31536000,

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "explain.h"
 #include "held.h"
 #include "http.h"
 #include "log.h"
@@ -30,6 +31,7 @@ typedef enum {
     MODE_PROBE,
     MODE_MIGRATE,
     MODE_HELD, /* --list-held, --release-held ID, --reject-held ID */
+    MODE_EXPLAIN, /* --explain PLAYER_ID [--json] */
 } run_mode;
 
 typedef struct cli {
@@ -42,6 +44,8 @@ typedef struct cli {
     bool check_wallets;      /* --check-wallets: --check, then the database's wallets */
     held_action held;        /* MODE_HELD: which command */
     const char *held_id;     /* --release-held / --reject-held ID */
+    const char *explain_id;  /* --explain PLAYER_ID */
+    bool json;               /* --explain --json */
     bool explicit_dir[2];    /* --pools, --scripts given (not the defaults) */
 } cli;
 
@@ -68,6 +72,9 @@ static void print_usage(FILE *out)
           "                           MAX_AWARD_FACTOR): id, player, pool, amounts, why\n"
           "  --release-held ID        pay a held award: totals and notification, once\n"
           "  --reject-held ID         never pay a held award (exit 3: ID already settled)\n"
+          "  --explain PLAYER_ID      why a player was (not) rewarded: each account's last poll\n"
+          "                           and error, next poll and why then, baseline, recent awards\n"
+          "                           and their notifications (--json: as JSON); exit 2: unknown\n"
           "  --help, --version\n"
           "\n"
           "Options:\n"
@@ -119,7 +126,7 @@ static int parse_cli(int argc, char **argv, cli *c)
 {
     enum { O_ONCE = 256, O_DRY_RUN, O_PROBE, O_SCRIPT_TEST, O_CHECK, O_ACCOUNTS, O_ENV_FILE,
            O_POOLS, O_SCRIPTS, O_VERSION, O_MIGRATE, O_RECORD, O_WATCH, O_LIST_HELD,
-           O_RELEASE_HELD, O_REJECT_HELD, O_CHECK_WALLETS };
+           O_RELEASE_HELD, O_REJECT_HELD, O_CHECK_WALLETS, O_EXPLAIN, O_JSON };
     static const struct option options[] = {
         {"once", no_argument, NULL, O_ONCE},
         {"dry-run", no_argument, NULL, O_DRY_RUN},
@@ -131,6 +138,8 @@ static int parse_cli(int argc, char **argv, cli *c)
         {"list-held", no_argument, NULL, O_LIST_HELD},
         {"release-held", required_argument, NULL, O_RELEASE_HELD},
         {"reject-held", required_argument, NULL, O_REJECT_HELD},
+        {"explain", required_argument, NULL, O_EXPLAIN},
+        {"json", no_argument, NULL, O_JSON},
         {"record", required_argument, NULL, O_RECORD},
         {"watch", no_argument, NULL, O_WATCH},
         {"accounts", required_argument, NULL, O_ACCOUNTS},
@@ -163,6 +172,11 @@ static int parse_cli(int argc, char **argv, cli *c)
                                               : HELD_REJECT;
             c->held_id = optarg;
             break;
+        case O_EXPLAIN:
+            c->mode = MODE_EXPLAIN;
+            c->explain_id = optarg;
+            break;
+        case O_JSON: c->json = true; break;
         case O_RECORD: c->record_file = optarg; break;
         case O_WATCH: c->watch = true; break;
         case O_ACCOUNTS: c->run.accounts_file = optarg; break;
@@ -192,6 +206,10 @@ static int parse_cli(int argc, char **argv, cli *c)
     if (c->mode == MODE_HELD && c->held != HELD_LIST && !held_id_valid(c->held_id)) {
         fprintf(stderr, "m2p-engine: a held award ID is a positive integer (see --list-held), "
                         "not '%s'\n", c->held_id);
+        return -1;
+    }
+    if (c->json && c->mode != MODE_EXPLAIN) {
+        fprintf(stderr, "m2p-engine: --json goes with --explain\n");
         return -1;
     }
     if (c->watch && c->mode != MODE_SCRIPT_TEST) {
@@ -314,6 +332,11 @@ static int run_configured(const cli *c)
     settings_apply_logging(cfg);
     if (c->mode == MODE_MIGRATE)
         return run_migrate(cfg);
+    if (c->mode == MODE_EXPLAIN) {
+        status = explain_command(cfg, c->explain_id, c->json);
+        config_free(cfg);
+        return status;
+    }
     if (c->mode == MODE_HELD) {
         status = held_command(cfg, c->held, c->held_id);
         config_free(cfg);
@@ -350,7 +373,7 @@ int main(int argc, char **argv)
         printf("m2p-engine %s\n", M2P_VERSION);
         return 0;
     }
-    bool needs_scripts = c.mode != MODE_MIGRATE && c.mode != MODE_HELD;
+    bool needs_scripts = c.mode != MODE_MIGRATE && c.mode != MODE_HELD && c.mode != MODE_EXPLAIN;
     if (needs_scripts && !script_dirs_usable(&c))
         return 1;
     return c.mode == MODE_SCRIPT_TEST ? run_script_test(&c) : run_configured(&c);

@@ -19,8 +19,10 @@
 #include <unistd.h>
 
 #include "admin/admin.h"
+#include "admin/explain_responder.h"
 #include "db.h"
 #include "db_migrate.h"
+#include "db_stats.h"
 #include "db_store.h"
 #include "log.h"
 #include "membership.h"
@@ -43,8 +45,11 @@ typedef struct app {
     db_store *store;
     membership *members;
     outbox *outbox;
+    db_stats *db_stats; /* outbox depth and held awards for the admin endpoint */
     dir_watch *watch;
     admin *admin;
+    explain_responder *explainer; /* answers --explain over the database */
+    char engine_id[160];          /* ENGINE_ID or the default, once the database is followed */
     char generation[32]; /* script_rules_generation of the running scripts */
     bool members_known, players_ready, started;
     bool finished; /* the poller is done (it may finish before the loop runs: no accounts) */
@@ -177,12 +182,20 @@ static void start_polling(app *a)
 static void admin_view_of(void *user, admin_view *v)
 {
     app *a = user;
+    poller_refresh_gauges(a->poller);
     v->metrics = poller_metrics(a->poller);
     v->accounts = poller_account_count(a->poller);
     v->db = a->db;
     v->outbox = a->outbox;
+    v->db_stats = a->db_stats;
     v->script_generation = a->generation[0] ? a->generation : NULL;
     v->players_loaded = a->started || a->players_ready;
+}
+
+static cJSON *explain_player(void *user, int64_t player_id)
+{
+    app *a = user;
+    return poller_explain(a->poller, player_id, a->engine_id[0] ? a->engine_id : NULL);
 }
 
 static bool admin_reload(void *user, char *err, size_t errlen)
@@ -215,7 +228,8 @@ static void start_admin(app *a)
     const char *listen = config_string(a->cfg, CFG_ADMIN_LISTEN);
     if (a->opts->once || strcmp(listen, "off") == 0)
         return;
-    admin_hooks hooks = {.view = admin_view_of, .reload = admin_reload, .user = a};
+    admin_hooks hooks = {
+        .view = admin_view_of, .reload = admin_reload, .explain = explain_player, .user = a};
     char err[512];
     a->admin = admin_start(a->loop, listen, config_string(a->cfg, CFG_ADMIN_TOKEN), &hooks, err,
                            sizeof err);
@@ -359,12 +373,32 @@ static int start_notifications(app *a, const char *engine_id)
     return 0;
 }
 
+/* Outbox depth per sink and held awards, read now and then for the admin endpoint (--once
+ * has none). */
+static int start_database_stats(app *a)
+{
+    if (a->opts->once)
+        return 0;
+    size_t n = a->outbox ? outbox_sink_count(a->outbox) : 0;
+    const char **names = calloc(n ? n : 1, sizeof *names);
+    if (!names)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        names[i] = outbox_stats(a->outbox, i).name;
+    a->db_stats = db_stats_new(a->loop, a->db, names, n,
+                               config_number(a->cfg, CFG_DATABASE_STATS_INTERVAL));
+    free(names);
+    return a->db_stats ? 0 : -1;
+}
+
 /* Joins the engines sharing the database and follows the players table. */
 static int follow_database(app *a)
 {
-    char id[160];
-    default_engine_id(a->cfg, id, sizeof id);
-    if (start_notifications(a, id) != 0)
+    char *id = a->engine_id;
+    default_engine_id(a->cfg, id, sizeof a->engine_id);
+    if (start_notifications(a, id) != 0 || start_database_stats(a) != 0)
+        return -1;
+    if (!a->opts->once && !(a->explainer = explain_responder_start(a->db, id, explain_player, a)))
         return -1;
     double interval = (double)config_int(a->cfg, CFG_POLL_INTERVAL_SECONDS);
     /* Dead after 3/4 of an interval, heartbeat every 1/4: a dead engine's accounts are
@@ -403,6 +437,7 @@ static void close_database(app *a)
     if (!a->db)
         return;
     outbox_stop(a->outbox);
+    db_stats_stop(a->db_stats);
     membership_leave(a->members);
     db_store_close(a->store);
     ev_timer timeout;
@@ -417,6 +452,8 @@ static void close_database(app *a)
     ev_check_stop(a->loop, &check);
     db_free(a->db);
     a->db = NULL;
+    explain_responder_free(a->explainer); /* no notification can come any more */
+    a->explainer = NULL;
 }
 
 static void log_summary(const app *a)
@@ -475,6 +512,7 @@ int run_engine(const run_options *opts, config *cfg)
     close_database(&a);
     poller_free(a.poller);
     outbox_free(a.outbox);
+    db_stats_free(a.db_stats);
     membership_free(a.members);
     db_store_free(a.store);
     ev_loop_destroy(a.loop);

@@ -194,6 +194,16 @@ say "simulator on 127.0.0.1:$port, database: $DATABASE_URL"
 start_relay
 say "rewards are logged below and stored in mining_events; try:"
 echo "  psql \"$DATABASE_URL\" -c 'SELECT username, total_ap, total_advc_mined FROM players'" >&2
+# The admin endpoint: the status page and GET /accounts (README.md, "5-minute tour"). A port
+# that is taken is logged (admin_listen_failed) and the demo runs on without it.
+export ADMIN_LISTEN=${ADMIN_LISTEN:-127.0.0.1:9464}
+if [ "$ADMIN_LISTEN" != off ]; then
+  alice=$(psql "$DATABASE_URL" -qAtc "SELECT id FROM players WHERE username = 'alice'")
+  auth=${ADMIN_TOKEN:+ -H \"Authorization: Bearer \$ADMIN_TOKEN\"}
+  say "status page: http://$ADMIN_LISTEN/ ; why alice (player $alice) got what she got:"
+  echo "  curl -s$auth 'http://$ADMIN_LISTEN/accounts?player=$alice'" >&2
+  echo "  DATABASE_URL=\"$DATABASE_URL\" $build/m2p-engine --explain $alice" >&2
+fi
 export CPU_POOL_URL="http://127.0.0.1:$port/api/worker_stats"
 export RPLANT_URL="http://127.0.0.1:$port/api/walletEx/advc"
 export ZPOOL_URL="http://127.0.0.1:$port/api/walletEx"

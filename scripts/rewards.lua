@@ -377,4 +377,70 @@ function rewards.decide(previous, current, ctx)
   return awards
 end
 
+---------------------------------------------------------------------------------------------
+-- explain(previous, ctx) -> {baseline = text, next_award = text}: what --explain and
+-- GET /accounts say about an account (docs/operations.md, "Why was I not rewarded?"). It only
+-- reads: the state is never changed here.
+---------------------------------------------------------------------------------------------
+
+local function when(t)
+  if type(t) ~= "number" then return "an unknown time" end
+  return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(t))
+end
+
+local function explain_paid(acc, ctx)
+  local text = {
+    baseline = string.format("cumulative paid %.8f %s (the high-water mark of baseline %d, "
+      .. "since %s)", acc.paid, ctx.currency, acc.epoch, when(acc.since)),
+    next_award = string.format("the pool's paid counter must rise above %.8f %s by at least "
+      .. "%.8f ADVC (MIN_PAYOUT_DELTA)", acc.paid, ctx.currency, MIN_PAYOUT_DELTA),
+  }
+  if acc.falling then
+    text.next_award = text.next_award .. string.format("; a lower counter (%.8f) was seen on "
+      .. "%d of the %d consecutive polls that make it the new baseline (DECREASE_CONFIRM_POLLS)",
+      acc.falling.paid or 0, acc.falling.polls, DECREASE_CONFIRM_POLLS)
+  end
+  return text
+end
+
+local function explain_payouts(acc)
+  local n, newest = 0, 0
+  for _, t in pairs(acc.txs) do
+    n = n + 1
+    if t > newest then newest = t end
+  end
+  local text = {
+    baseline = string.format("%d payout id(s) known, the newest paid at %s", n,
+      n > 0 and when(newest) or "(none)"),
+    next_award = string.format("a payout whose tx id is not among the %d known and that is "
+      .. "newer than %s (older ones are forgotten or were missed)", n,
+      when(math.max(acc.clock or 0, newest) - TX_MEMORY_SECONDS)),
+  }
+  if acc.counted_until then
+    text.next_award = text.next_award .. string.format("; payouts up to %s were counted by the "
+      .. "earlier counter and are never awarded by id", when(acc.counted_until))
+  end
+  return text
+end
+
+function rewards.explain(previous, ctx)
+  local acc = upgrade(previous and previous.accounted, ctx)
+  if acc == nil then
+    return {
+      baseline = "none yet: the next successful poll is the baseline",
+      next_award = REWARD_HISTORY
+        and "the baseline poll awards what the wallet was paid before, once (REWARD_HISTORY)"
+        or "payouts after the baseline poll; what was paid before it is not awarded",
+    }
+  end
+  if acc.mode == "paid" then return explain_paid(acc, ctx) end
+  if acc.mode == "payouts" then return explain_payouts(acc) end
+  return {
+    baseline = string.format("paid in the last 24 hours %.8f %s (since %s)", acc.paid24h,
+      ctx.currency, when(acc.since)),
+    next_award = string.format("the 24-hour paid figure must rise above %.8f %s by at least "
+      .. "%.8f ADVC (MIN_PAYOUT_DELTA)", acc.paid24h, ctx.currency, MIN_PAYOUT_DELTA),
+  }
+end
+
 return rewards

@@ -16,7 +16,11 @@ run_packages=(
 )
 # systemd: systemd-analyze verify/security on examples/m2p-engine.service (systemd_unit.py)
 # prometheus: promtool check metrics on a live /metrics (admin_endpoint.py)
-test_packages=(luajit lua-busted wrk curl systemd prometheus)
+# dpkg-dev: dpkg-shlibdeps for cpack's Depends (debian_package.py; build-essential pulls it
+# in too, but the test needs it by name)
+# chromium, fonts-dejavu-core: the status page rendered headless, with readable text in its
+# screenshot (status_page.py)
+test_packages=(luajit lua-busted wrk curl systemd prometheus dpkg-dev chromium fonts-dejavu-core)
 
 case "${1:-}" in
   run) packages=("${run_packages[@]}") ;;

@@ -18,12 +18,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "activity.h"
+#include "admin/accounts.h"
 #include "admin/metrics_text.h"
+#include "admin/status_page.h"
 #include "log.h"
 
 #define MAX_BODY 4096            /* bytes of request body accepted (none is needed) */
@@ -39,6 +43,7 @@ struct admin {
     char *token; /* "" = none */
     char last_error[256]; /* MHD's last message, for admin_start's error */
     admin_hooks hooks;
+    accounts_requests *accounts; /* GET /accounts waiting for the database */
 };
 
 /* ================================================================ Listen address */
@@ -205,6 +210,28 @@ static enum MHD_Result get_readyz(admin *a, struct MHD_Connection *c)
     return respond_json(c, why ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK, o);
 }
 
+/* What the status page shows per pool beyond the counts: derived here, once, so the page
+ * and a script reading /status agree. */
+static void add_pool_rates(cJSON *po, const pool_metrics *p)
+{
+    cJSON_AddNumberToObject(po, "awards_held", (double)p->awards_held);
+    cJSON_AddNumberToObject(po, "advc_awarded", p->advc_awarded);
+    cJSON_AddNumberToObject(po, "ap_awarded", p->ap_awarded);
+    cJSON_AddNumberToObject(po, "wallets_refused", (double)p->wallets_refused);
+    if (p->requests)
+        cJSON_AddNumberToObject(po, "success_rate", (double)p->successes / (double)p->requests);
+    if (p->timed_responses)
+        cJSON_AddNumberToObject(po, "mean_latency_ms",
+                                p->response_ms_total / (double)p->timed_responses);
+    if (!p->scheduled)
+        return;
+    cJSON_AddNumberToObject(po, "effective_interval_seconds", p->effective_interval);
+    if (p->max_interval > 0) {
+        cJSON_AddNumberToObject(po, "max_interval_seconds", p->max_interval);
+        cJSON_AddBoolToObject(po, "interval_exceeds_max", p->exceeds_max);
+    }
+}
+
 static void add_pools(cJSON *o, const metrics *m)
 {
     cJSON *pools = cJSON_AddObjectToObject(o, "pools");
@@ -216,6 +243,7 @@ static void add_pools(cJSON *o, const metrics *m)
         cJSON_AddNumberToObject(po, "failures", (double)p->failures);
         cJSON_AddNumberToObject(po, "awards", (double)p->awards);
         cJSON_AddNumberToObject(po, "accounts", (double)p->accounts);
+        add_pool_rates(po, p);
     }
 }
 
@@ -243,6 +271,12 @@ static enum MHD_Result get_status(admin *a, struct MHD_Connection *c)
     }
     add_pools(o, v.metrics);
     cJSON_AddItemToObject(o, "notifications", outbox_stats_json(v.outbox));
+    cJSON *stats = db_stats_json(v.db_stats); /* NULL until the database answered once */
+    if (stats)
+        cJSON_AddItemToObject(o, "database_stats", stats);
+    cJSON_AddNumberToObject(o, "time", (double)time(NULL)); /* the page's "now" for the charts */
+    if (v.metrics)
+        activity_add_json(v.metrics->activity, o);
     return respond_json(c, MHD_HTTP_OK, o);
 }
 
@@ -254,6 +288,66 @@ static enum MHD_Result get_metrics(admin *a, struct MHD_Connection *c)
     if (!text)
         return respond_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
     return respond(c, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", text, len);
+}
+
+/* The status page's files are static: served from the binary without a copy. */
+static enum MHD_Result respond_page(struct MHD_Connection *c, const char *path)
+{
+    const page_file *f = page_find(path);
+    if (!f)
+        return respond_error(c, MHD_HTTP_NOT_FOUND, "not found");
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(f->len, (void *)f->data, MHD_RESPMEM_PERSISTENT);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, f->type);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    MHD_add_response_header(r, "Content-Security-Policy", PAGE_CSP);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_X_CONTENT_TYPE_OPTIONS, "nosniff");
+    MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+    enum MHD_Result rc = MHD_queue_response(c, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+static enum MHD_Result get_page(admin *a, struct MHD_Connection *c)
+{
+    (void)a;
+    return respond_page(c, "/");
+}
+
+static enum MHD_Result get_page_js(admin *a, struct MHD_Connection *c)
+{
+    (void)a;
+    return respond_page(c, "/page.js");
+}
+
+static enum MHD_Result get_page_css(admin *a, struct MHD_Connection *c)
+{
+    (void)a;
+    return respond_page(c, "/page.css");
+}
+
+/* Suspended until the database answers; MHD calls again after the resume (accounts.h). */
+static enum MHD_Result get_accounts(admin *a, struct MHD_Connection *c)
+{
+    char *body, err[128];
+    unsigned status;
+    if (a->accounts && accounts_take(a->accounts, c, &body, &status))
+        return respond(c, status, "application/json", body, body ? strlen(body) : 0);
+    int64_t id;
+    const char *arg = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "player");
+    if (!accounts_player_arg(arg, &id, err, sizeof err))
+        return respond_error(c, MHD_HTTP_BAD_REQUEST, err);
+    admin_view v = view_of(a);
+    cJSON *live = a->hooks.explain ? a->hooks.explain(a->hooks.user, id) : cJSON_CreateArray();
+    if (!v.db) {
+        body = accounts_without_db(id, live, &status);
+        return respond(c, status, "application/json", body, body ? strlen(body) : 0);
+    }
+    if (!a->accounts || accounts_start(a->accounts, c, (db *)v.db, id, live) != 0)
+        return respond_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "the database queue is full");
+    return MHD_YES;
 }
 
 static enum MHD_Result get_healthz(admin *a, struct MHD_Connection *c)
@@ -285,11 +379,15 @@ typedef struct route {
 } route;
 
 static const route routes[] = {
+    {"/", MHD_HTTP_METHOD_GET, false, get_page},
+    {"/page.js", MHD_HTTP_METHOD_GET, false, get_page_js},
+    {"/page.css", MHD_HTTP_METHOD_GET, false, get_page_css},
     {"/healthz", MHD_HTTP_METHOD_GET, false, get_healthz},
     {"/readyz", MHD_HTTP_METHOD_GET, false, get_readyz},
     {"/status", MHD_HTTP_METHOD_GET, false, get_status},
     {"/metrics", MHD_HTTP_METHOD_GET, false, get_metrics},
     {"/reload", MHD_HTTP_METHOD_POST, true, post_reload},
+    {"/accounts", MHD_HTTP_METHOD_GET, true, get_accounts},
 };
 
 /* Compares digests, so that neither the token's bytes nor its length leak through timing. */
@@ -382,6 +480,8 @@ static void drive(admin *a)
     ev_timer_start(a->loop, &a->timer);
 }
 
+static void wake_mhd(void *a) { drive(a); }
+
 static void on_io(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
@@ -424,7 +524,8 @@ admin *admin_start(struct ev_loop *loop, const char *listen, const char *token,
     }
     a->loop = loop;
     a->hooks = *hooks;
-    unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    a->accounts = accounts_requests_new(wake_mhd, a);
+    unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     if (addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     /* The port argument only names the port in MHD's messages: the address is SOCK_ADDR. */
@@ -461,6 +562,8 @@ void admin_stop(admin *a)
         ev_io_stop(a->loop, &a->io);
         ev_timer_stop(a->loop, &a->timer);
     }
+    accounts_requests_free(a->accounts); /* resumes what waits: MHD must not stop with it */
+    a->accounts = NULL;
     if (a->mhd)
         MHD_stop_daemon(a->mhd);
     free(a->token);

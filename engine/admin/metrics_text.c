@@ -108,11 +108,31 @@ static void poll_counts(text *t, const metrics *m)
                (double)m->pools[i].wallets_refused);
 }
 
-static void bucket(text *t, const char *pool, const char *le, uint64_t n)
+static void bucket(text *t, const char *name, const char *pool, const char *le, uint64_t n)
 {
-    put(t, "m2p_poll_duration_seconds_bucket{pool=\"");
+    put(t, "%s_bucket{pool=\"", name);
     put_label(t, pool);
     put(t, "\",le=\"%s\"} %llu\n", le, (unsigned long long)n);
+}
+
+/* One pool's histogram: `counts` per bucket (not cumulative), `total` with those over the
+ * last bound, `sum` in seconds. */
+static void histogram(text *t, const char *name, const char *pool, const double *bounds,
+                      const uint64_t *counts, size_t n, uint64_t total, double sum)
+{
+    char metric[96];
+    uint64_t cumulative = 0;
+    for (size_t b = 0; b < n; b++) {
+        char le[32];
+        snprintf(le, sizeof le, "%g", bounds[b]);
+        cumulative += counts[b];
+        bucket(t, name, pool, le, cumulative);
+    }
+    bucket(t, name, pool, "+Inf", total);
+    snprintf(metric, sizeof metric, "%s_sum", name);
+    sample(t, metric, "pool", pool, sum);
+    snprintf(metric, sizeof metric, "%s_count", name);
+    sample(t, metric, "pool", pool, (double)total);
 }
 
 static void poll_durations(text *t, const metrics *m)
@@ -121,18 +141,51 @@ static void poll_durations(text *t, const metrics *m)
            "Pool response times (requests that got an HTTP answer).");
     for (size_t i = 0; i < m->n_pools; i++) {
         const pool_metrics *p = &m->pools[i];
-        uint64_t cumulative = 0;
-        for (size_t b = 0; b < METRICS_LATENCY_BUCKETS; b++) {
-            char le[32];
-            snprintf(le, sizeof le, "%g", metrics_latency_bounds[b]);
-            cumulative += p->latency_buckets[b];
-            bucket(t, p->name, le, cumulative);
-        }
-        bucket(t, p->name, "+Inf", p->timed_responses);
-        sample(t, "m2p_poll_duration_seconds_sum", "pool", p->name,
-               p->response_ms_total / 1000.0);
-        sample(t, "m2p_poll_duration_seconds_count", "pool", p->name,
-               (double)p->timed_responses);
+        histogram(t, "m2p_poll_duration_seconds", p->name, metrics_latency_bounds,
+                  p->latency_buckets, METRICS_LATENCY_BUCKETS, p->timed_responses,
+                  p->response_ms_total / 1000.0);
+    }
+}
+
+/* ===================================================== Awards, scheduling, accounts */
+
+typedef double (*pool_value_fn)(const pool_metrics *p);
+
+static void per_pool(text *t, const metrics *m, const char *name, const char *type,
+                     const char *help, pool_value_fn value)
+{
+    header(t, name, type, help);
+    for (size_t i = 0; i < m->n_pools; i++)
+        sample(t, name, "pool", m->pools[i].name, value(&m->pools[i]));
+}
+
+static double advc_of(const pool_metrics *p) { return p->advc_awarded; }
+static double ap_of(const pool_metrics *p) { return p->ap_awarded; }
+static double held_of(const pool_metrics *p) { return (double)p->awards_held; }
+static double tracked_of(const pool_metrics *p) { return (double)p->accounts_tracked; }
+static double owned_of(const pool_metrics *p) { return (double)p->accounts_owned; }
+static double breaker_of(const pool_metrics *p) { return (double)p->breaker; }
+
+static void awards_and_scheduling(text *t, const metrics *m)
+{
+    per_pool(t, m, "m2p_advc_awarded_total", "counter",
+             "ADVC of the awards this engine paid, by pool (held awards not counted).", advc_of);
+    per_pool(t, m, "m2p_ap_awarded_total", "counter",
+             "Adventure Points of the awards this engine paid, by pool.", ap_of);
+    per_pool(t, m, "m2p_awards_held_total", "counter",
+             "Awards stored as held by this engine (award limits), by pool.", held_of);
+    per_pool(t, m, "m2p_accounts_tracked", "gauge",
+             "Players with a wallet on the pool, whichever engine polls them.", tracked_of);
+    per_pool(t, m, "m2p_accounts_owned", "gauge",
+             "Accounts of the pool this engine polls (scale-out membership).", owned_of);
+    per_pool(t, m, "m2p_pool_breaker_state", "gauge",
+             "Circuit breaker of the pool: 0 closed, 1 open, 2 probing.", breaker_of);
+    header(t, "m2p_scheduler_lag_seconds", "histogram",
+           "How late due polls start (pacing, concurrency, Retry-After, breaker), by pool.");
+    for (size_t i = 0; i < m->n_pools; i++) {
+        const pool_metrics *p = &m->pools[i];
+        histogram(t, "m2p_scheduler_lag_seconds", p->name, sched_lag_bounds, p->lag.buckets,
+                  SCHED_LAG_BUCKETS, p->lag.count, p->lag.sum);
     }
 }
 
@@ -164,6 +217,29 @@ static void notifications(text *t, const outbox *ob)
     for (size_t i = 0; i < n; i++) {
         outbox_sink_stats st = outbox_stats(ob, i);
         sample(t, "m2p_notification_sink_ready", "sink", st.name, st.ready ? 1 : 0);
+    }
+}
+
+/* From the database (db_stats.h): absent until its first answer. */
+static void database_stats(text *t, const db_stats *s)
+{
+    if (!db_stats_known(s))
+        return;
+    header(t, "m2p_held_awards_awaiting_release", "gauge",
+           "Held awards no operator has released or rejected yet (every engine's).");
+    put(t, "m2p_held_awards_awaiting_release %lld\n", db_stats_held_awaiting_release(s));
+    size_t n = db_stats_sink_count(s);
+    header(t, "m2p_outbox_depth", "gauge",
+           "Notifications the sink has not delivered nor given up, in the database.");
+    for (size_t i = 0; i < n; i++) {
+        db_stats_sink k = db_stats_sink_at(s, i);
+        sample(t, "m2p_outbox_depth", "sink", k.name, (double)k.depth);
+    }
+    header(t, "m2p_outbox_oldest_age_seconds", "gauge",
+           "Age of the sink's oldest undelivered notification; 0 when none waits.");
+    for (size_t i = 0; i < n; i++) {
+        db_stats_sink k = db_stats_sink_at(s, i);
+        sample(t, "m2p_outbox_oldest_age_seconds", "sink", k.name, k.oldest_age_seconds);
     }
 }
 
@@ -286,7 +362,9 @@ char *metrics_text_render(const admin_view *v, size_t *len)
     const metrics *m = v->metrics ? v->metrics : &none;
     poll_counts(&t, m);
     poll_durations(&t, m);
+    awards_and_scheduling(&t, m);
     notifications(&t, v->outbox);
+    database_stats(&t, v->db_stats);
     engine_state(&t, v);
     process_metrics(&t);
     if (t.failed || !t.buf) {

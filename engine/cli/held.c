@@ -13,6 +13,7 @@
 
 #include <libpq-fe.h>
 
+#include "cli_output.h"
 #include "db.h"
 #include "db_migrate.h"
 #include "log.h"
@@ -48,18 +49,6 @@ static void log_to_stderr(const config *cfg)
                   (log_format)config_enum(cfg, CFG_LOG_FORMAT), stderr);
 }
 
-/* A database error as one line, without any trace of the password. */
-static void print_db_error(const char *url, const char *what, const char *detail)
-{
-    char *clean = db_scrub(url, detail ? detail : "unknown error");
-    size_t n = clean ? strlen(clean) : 0;
-    while (n && (clean[n - 1] == '\n' || clean[n - 1] == ' '))
-        clean[--n] = '\0';
-    fprintf(stderr, "m2p-engine: %s: %s\n", what, clean ? clean : "out of memory");
-    free(clean);
-}
-
-/* Migrates as the service would at start (so the held-award table exists), then connects. */
 static PGconn *open_database(const config *cfg)
 {
     const char *url = config_string(cfg, CFG_DATABASE_URL);
@@ -82,19 +71,11 @@ static PGconn *open_database(const config *cfg)
 
 /* ======================================================================= Listing */
 
-/* Usernames and keys come from the game and the pools: a control character (a tab that
- * would shift the columns, a terminal escape) is printed as '?'. */
-static void print_clean(const char *text)
-{
-    for (const unsigned char *c = (const unsigned char *)text; *c; c++)
-        putchar(*c < 0x20 || *c == 0x7f ? '?' : *c);
-}
-
 static int list_held(PGconn *conn, const char *url)
 {
     PGresult *r = PQexecParams(conn, SQL_LIST, 0, NULL, NULL, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        print_db_error(url, "listing held awards", PQresultErrorMessage(r));
+        cli_db_error(stderr, "m2p-engine: ", url, "listing held awards", PQresultErrorMessage(r));
         PQclear(r);
         return 1;
     }
@@ -105,7 +86,7 @@ static int list_held(PGconn *conn, const char *url)
         printf("id\tplayer_id\tusername\tpool\tadvc\tap\tkey\theld_at\twhy\n");
         for (int i = 0; i < rows; i++) {
             for (int col = 0; col < PQnfields(r); col++) {
-                print_clean(PQgetvalue(r, i, col));
+                cli_put_clean(stdout, PQgetvalue(r, i, col));
                 putchar(col + 1 < PQnfields(r) ? '\t' : '\n');
             }
         }
@@ -151,7 +132,7 @@ static int report_settled(const PGresult *r, const char *id, held_action action)
     printf("held award %s %s: %s ADVC, %s AP, player %s on %s, key ", id, outcome,
            PQgetvalue(r, 0, S_ADVC), PQgetvalue(r, 0, S_AP), PQgetvalue(r, 0, S_PLAYER),
            PQgetvalue(r, 0, S_POOL));
-    print_clean(PQgetvalue(r, 0, S_KEY));
+    cli_put_clean(stdout, PQgetvalue(r, 0, S_KEY));
     printf("%s%s\n", event ? ", mining event " : "", event ? event : "");
     log_emit(released ? LOG_INFO : LOG_WARNING,
              released ? "held_award_released" : "held_award_rejected", settled_fields(r, id));
@@ -167,9 +148,10 @@ static int settle_held(PGconn *conn, const config *cfg, held_action action, cons
                                params, NULL, NULL, 0);
     int status;
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-        print_db_error(url, action == HELD_RELEASE ? "releasing the held award"
-                                                   : "rejecting the held award",
-                       PQresultErrorMessage(r));
+        cli_db_error(stderr, "m2p-engine: ", url,
+                     action == HELD_RELEASE ? "releasing the held award"
+                                            : "rejecting the held award",
+                     PQresultErrorMessage(r));
         status = 1; /* one statement, one transaction: nothing was changed */
     } else {
         status = report_settled(r, id, action);

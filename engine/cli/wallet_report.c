@@ -16,6 +16,7 @@
 #include <cjson/cJSON.h>
 #include <libpq-fe.h>
 
+#include "cli_output.h"
 #include "db.h"
 #include "players.h"
 #include "wallet_owners.h"
@@ -80,16 +81,6 @@ static void put_text(FILE *out, const char *text, size_t max, bool quoted)
         fputs("...", out);
 }
 
-static void print_db_error(const report *r, const char *what, const char *detail)
-{
-    char *clean = db_scrub(r->conninfo, detail && detail[0] ? detail : "unknown error");
-    size_t n = clean ? strlen(clean) : 0;
-    while (n && (clean[n - 1] == '\n' || clean[n - 1] == ' '))
-        clean[--n] = '\0';
-    fprintf(r->err, "error: %s: %s\n", what, clean ? clean : "out of memory");
-    free(clean);
-}
-
 /* ================================================================== Ownership */
 
 /* The owner of `canonical` by one of the pool's holding claims (rows of SQL_CLAIMS). */
@@ -149,7 +140,8 @@ static int check_pool(report *r, int pool_index, const script_pool *sp)
         const char *params[] = {sp->name};
         claims = PQexecParams(r->conn, SQL_CLAIMS, 1, NULL, params, NULL, NULL, 0);
         if (PQresultStatus(claims) != PGRES_TUPLES_OK) {
-            print_db_error(r, "reading m2p_wallet_claims", PQresultErrorMessage(claims));
+            cli_db_error(r->err, "error: ", r->conninfo, "reading m2p_wallet_claims",
+                         PQresultErrorMessage(claims));
             PQclear(claims);
             return 1;
         }
@@ -288,7 +280,7 @@ static bool exec_ok(report *r, const char *sql, const char *what)
     PGresult *res = PQexecParams(r->conn, sql, 0, NULL, NULL, NULL, NULL, 0);
     bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
     if (!ok)
-        print_db_error(r, what, PQresultErrorMessage(res));
+        cli_db_error(r->err, "error: ", r->conninfo, what, PQresultErrorMessage(res));
     PQclear(res);
     return ok;
 }
@@ -314,7 +306,8 @@ static bool load_players(report *r, bool per_pool_wallets, player_list *list)
                                                                 : SQL_PLAYERS_NO_WALLETS,
                                      1, NULL, params, NULL, NULL, 0);
         if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-            print_db_error(r, "reading the players", PQresultErrorMessage(res));
+            cli_db_error(r->err, "error: ", r->conninfo, "reading the players",
+                         PQresultErrorMessage(res));
             PQclear(res);
             return false;
         }
@@ -342,7 +335,8 @@ static bool read_schema(report *r, bool *per_pool_wallets, bool *claims)
         *per_pool_wallets = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
         *claims = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
     } else {
-        print_db_error(r, "reading the schema", PQresultErrorMessage(res));
+        cli_db_error(r->err, "error: ", r->conninfo, "reading the schema",
+                     PQresultErrorMessage(res));
     }
     PQclear(res);
     return ok;

@@ -5,19 +5,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "activity.h"
 #include "log.h"
 
 /* Pool APIs answer in tens of milliseconds to seconds; POOL_REQUEST_TIMEOUT defaults to 10. */
 const double metrics_latency_bounds[METRICS_LATENCY_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1,
                                                                 0.25,  0.5,  1,     2.5,  5, 10};
 
-void metrics_init(metrics *m) { memset(m, 0, sizeof *m); }
+/* Without memory for the activity the engine still counts; the status page shows less. */
+void metrics_init(metrics *m)
+{
+    memset(m, 0, sizeof *m);
+    m->activity = activity_new();
+}
 
 void metrics_free(metrics *m)
 {
     for (size_t i = 0; i < m->n_pools; i++)
         free(m->pools[i].name);
     free(m->pools);
+    activity_free(m->activity);
     memset(m, 0, sizeof *m);
 }
 
@@ -40,6 +47,7 @@ void metrics_record_poll(metrics *m, pool_metrics *pool, bool success, double re
 {
     m->polls_total++;
     pool->requests++;
+    activity_poll(m->activity, pool->name, success);
     if (success) {
         m->polls_successful++;
         pool->successes++;
@@ -61,7 +69,7 @@ void metrics_record_poll(metrics *m, pool_metrics *pool, bool success, double re
 void metrics_record_award(metrics *m, pool_metrics *pool, int64_t player_id, double advc,
                           double ap, bool held)
 {
-    (void)player_id;
+    activity_award(m->activity, pool->name, player_id, advc, ap, held);
     if (held) {
         pool->awards_held++;
         return;
@@ -74,10 +82,7 @@ void metrics_record_award(metrics *m, pool_metrics *pool, int64_t player_id, dou
 
 void metrics_record_failure(metrics *m, pool_metrics *pool, int64_t player_id, const char *why)
 {
-    (void)m;
-    (void)pool;
-    (void)player_id;
-    (void)why;
+    activity_failure(m->activity, pool->name, player_id, why);
 }
 
 /* Pacing of one pool: present once the poller has scheduled it. */

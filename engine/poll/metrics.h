@@ -11,6 +11,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "scheduler.h"
+
 /* Upper bounds (seconds) of the response-time histogram buckets that GET /metrics exposes
  * as m2p_poll_duration_seconds; a response slower than the last bound is counted only in
  * timed_responses (the +Inf bucket). */
@@ -35,6 +37,12 @@ typedef struct pool_metrics {
     double max_interval; /* the pool's limits.max_interval; 0 = none */
     size_t capacity;     /* accounts one egress can poll within max_interval (SIZE_MAX: any) */
     bool exceeds_max;
+    /* Copied from the scheduler and the account table by poller_refresh_gauges (for the
+     * admin endpoint, at each request): */
+    breaker_state breaker;  /* BREAKER_CLOSED / OPEN / PROBING: m2p_pool_breaker_state */
+    sched_lag lag;          /* m2p_scheduler_lag_seconds */
+    size_t accounts_tracked; /* players with a wallet on this (enabled) pool */
+    size_t accounts_owned;   /* of those, the ones this engine polls (scale-out membership) */
 } pool_metrics;
 
 typedef struct metrics {
@@ -43,6 +51,7 @@ typedef struct metrics {
     uint64_t script_reloads, script_reload_failures;
     pool_metrics *pools;
     size_t n_pools;
+    struct activity *activity; /* recent awards, failures and series (status page); may be NULL */
 } metrics;
 
 void metrics_init(metrics *m);

@@ -119,6 +119,12 @@ void poller_on_finished(poller *p, void (*fn)(void *user), void *user);
  * cancelled (a cancelled poll changes nothing). */
 void poller_stop(poller *p);
 
+/* "Why was I not rewarded?": for each of the player's accounts, this engine's view: the
+ * wallet, the last poll (time, outcome, last error), when the next poll is due and why then,
+ * and what the rules say about the baseline and the next award. A JSON array (caller owns;
+ * [] when the player is unknown here); `engine_id` (may be NULL) is named in each entry. */
+cJSON *poller_explain(poller *p, int64_t player_id, const char *engine_id);
+
 /* Swaps in a new script generation (SIGHUP). Polls in flight finish with the generation they
  * started with. New pools get accounts; removed or disabled pools stop being polled. Takes
  * ownership of `rt`. */
@@ -128,6 +134,10 @@ void poller_reload(poller *p, script_runtime *rt);
 void poller_set_award_limits(poller *p, const award_limits *limits);
 
 const metrics *poller_metrics(const poller *p);
+/* Brings the gauges that are not kept current as polls happen up to date in the metrics:
+ * per pool the breaker state, the scheduler lag and the accounts tracked and owned
+ * (poller_gauges.c). Counting the accounts walks every player: done at most once a second. */
+void poller_refresh_gauges(poller *p);
 /* Adds fields (health of the database, membership) to every polling_cycle_complete. */
 void poller_set_status(poller *p, void (*fn)(void *user, cJSON *fields), void *user);
 

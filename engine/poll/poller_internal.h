@@ -4,7 +4,8 @@
  *
  * poller.c           players, accounts, pool slots and each poll through its callbacks
  * poller_wallets.c   wallet refusals: the wallet check and ownership, parking, re-checks
- * poller_pacing.c    whether a pool's accounts can be polled within its max_interval */
+ * poller_pacing.c    whether a pool's accounts can be polled within its max_interval
+ * poller_gauges.c    the gauges the admin endpoint reads: breaker, lag, accounts per pool */
 #ifndef M2P_POLLER_INTERNAL_H
 #define M2P_POLLER_INTERNAL_H
 
@@ -115,6 +116,7 @@ struct poller {
     void (*status)(void *, cJSON *);
     void *status_user;
     award_limits limits;
+    double gauges_counted_at; /* poller_gauges.c: ev_now() of the last account count */
 };
 
 /* The player an account belongs to, and the wallet that player names for the account's pool. */

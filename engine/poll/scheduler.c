@@ -41,6 +41,7 @@ typedef struct sched_pool {
     breaker_state breaker;
     unsigned consecutive_failures;
     double probe_at, probe_delay;
+    sched_lag lag;
 } sched_pool;
 
 struct scheduler {
@@ -53,6 +54,10 @@ struct scheduler {
     uint64_t rng;
     size_t in_flight;
 };
+
+/* From "on time" (the loop's wake-up latency) to a quarter of an hour (a paused pool, an
+ * open breaker, a pool paced far beyond its accounts). */
+const double sched_lag_bounds[SCHED_LAG_BUCKETS] = {0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900};
 
 /* xorshift64*: deterministic per seed, good enough for jitter. */
 static double random_unit(scheduler *s)
@@ -297,6 +302,19 @@ static uint32_t start_poll(scheduler *s, sched_pool *p)
     return id;
 }
 
+static void record_lag(sched_pool *p, double lag)
+{
+    if (lag < 0)
+        lag = 0;
+    p->lag.count++;
+    p->lag.sum += lag;
+    for (size_t i = 0; i < SCHED_LAG_BUCKETS; i++)
+        if (lag <= sched_lag_bounds[i]) {
+            p->lag.buckets[i]++;
+            break;
+        }
+}
+
 int64_t scheduler_next(scheduler *s, double now, double *wake_at)
 {
     double wake = HUGE_VAL;
@@ -309,6 +327,7 @@ int64_t scheduler_next(scheduler *s, double now, double *wake_at)
         if (ready <= now) {
             s->next_pool = (index + 1) % s->n_pools;
             *wake_at = now;
+            record_lag(p, now - s->accounts[p->heap[0]].due);
             return start_poll(s, p);
         }
         wake = fmin(wake, ready);
@@ -411,6 +430,32 @@ void scheduler_pool_status(const scheduler *s, unsigned pool, sched_pool_status 
     out->max_interval = p->limits.max_interval > 0 ? p->limits.max_interval : 0;
     out->capacity = capacity_of(s, p);
     out->exceeds_max = p->accounts > out->capacity;
+    out->base_interval = s->base_interval;
+    out->min_interval = p->limits.interval;
+    out->per_second = p->limits.per_second;
+    out->consecutive_failures = p->consecutive_failures;
+    out->probe_at = p->breaker == BREAKER_OPEN ? p->probe_at : 0;
+}
+
+void scheduler_account_status(const scheduler *s, uint32_t account, sched_account_status *out)
+{
+    memset(out, 0, sizeof *out);
+    if (account >= s->accounts_cap)
+        return;
+    const sched_account *a = &s->accounts[account];
+    if (!(a->flags & ACCOUNT_ACTIVE))
+        return;
+    out->known = true;
+    out->in_flight = (a->flags & ACCOUNT_IN_FLIGHT) != 0;
+    out->due = a->due;
+    out->failures = a->failures;
+}
+
+void scheduler_pool_lag(const scheduler *s, unsigned pool, sched_lag *out)
+{
+    memset(out, 0, sizeof *out);
+    if (pool < s->n_pools)
+        *out = s->pools[pool].lag;
 }
 
 size_t scheduler_in_flight(const scheduler *s) { return s->in_flight; }

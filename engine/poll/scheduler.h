@@ -52,7 +52,33 @@ typedef struct sched_pool_status {
     double max_interval;
     size_t capacity;  /* accounts this pool can poll within max_interval (SIZE_MAX: any) */
     bool exceeds_max; /* accounts > capacity: some accounts wait longer than max_interval */
+    /* Why the interval is what it is, and when an open breaker probes (for --explain): */
+    double base_interval, min_interval, per_second; /* POLL_INTERVAL_SECONDS, limits */
+    unsigned consecutive_failures; /* of the pool, towards SCHED_BREAKER_THRESHOLD */
+    double probe_at;               /* breaker open: when the next probe may start */
 } sched_pool_status;
+
+/* One account as the scheduler has it (for --explain / GET /accounts). */
+typedef struct sched_account_status {
+    bool known;     /* added and not removed */
+    bool in_flight; /* being polled now */
+    double due;     /* queued: when its next poll may start (before the pool's gates) */
+    unsigned failures; /* consecutive failures of this account: its backoff */
+} sched_account_status;
+
+/* Scheduler lag: how late polls start, now - due when scheduler_next hands an account out
+ * (pacing, the concurrency cap, a Retry-After pause and the breaker all show here). A
+ * histogram per pool, totals since the pool was first set; exposed as
+ * m2p_scheduler_lag_seconds. Bucket counts are per bucket (not cumulative); a lag over the
+ * last bound is only in `count`. */
+#define SCHED_LAG_BUCKETS 10
+extern const double sched_lag_bounds[SCHED_LAG_BUCKETS];
+
+typedef struct sched_lag {
+    uint64_t buckets[SCHED_LAG_BUCKETS];
+    uint64_t count;
+    double sum; /* seconds */
+} sched_lag;
 
 scheduler *scheduler_new(double base_interval, uint64_t seed);
 void scheduler_free(scheduler *s);
@@ -80,6 +106,10 @@ void scheduler_done(scheduler *s, uint32_t account, double now, sched_result res
 void scheduler_set_base_interval(scheduler *s, double base_interval);
 
 void scheduler_pool_status(const scheduler *s, unsigned pool, sched_pool_status *out);
+/* Zeroed (known = false) for an account never added or removed. */
+void scheduler_account_status(const scheduler *s, uint32_t account, sched_account_status *out);
+/* The lag histogram of `pool` (zeroed for a pool never set). */
+void scheduler_pool_lag(const scheduler *s, unsigned pool, sched_lag *out);
 size_t scheduler_in_flight(const scheduler *s);
 /* Accounts waiting in the queues (not in flight). */
 size_t scheduler_queued(const scheduler *s);

@@ -523,4 +523,39 @@ function pipeline.poll(index, account, response)
   return observation_json, state_json, awards
 end
 
+-- What the rules say about an account's state (--explain, GET /accounts): JSON of
+-- {baseline = text, next_award = text}. Rules without an `explain` function get the raw
+-- bookkeeping they keep; a state that is not JSON is said so.
+local function explain_text(path, t, field)
+  local v = t[field]
+  if v ~= nil and type(v) ~= "string" then
+    fail(path, "explain() field '%s' must be a string (got %s)", field, describe(v))
+  end
+  return v
+end
+
+function pipeline.explain(index, account)
+  local pool = pools[index]
+  local previous
+  if account.state then
+    local ok, decoded = pcall(native.json_decode, account.state)
+    if not ok or type(decoded) ~= "table" then
+      return native.json_encode({ baseline = "the stored state is unreadable: the next poll "
+        .. "is a new baseline" })
+    end
+    previous = decoded
+  end
+  local explain = rules.rewards.explain
+  if type(explain) ~= "function" then
+    return native.json_encode({ baseline = previous
+      and native.json_encode(previous.accounted or previous) or "none yet" })
+  end
+  local t = explain(previous, context(pool, account))
+  if type(t) ~= "table" then
+    fail(rules.rewards_path, "explain() must return a table (got %s)", describe(t))
+  end
+  return native.json_encode({ baseline = explain_text(rules.rewards_path, t, "baseline"),
+                              next_award = explain_text(rules.rewards_path, t, "next_award") })
+end
+
 return pipeline

@@ -1,5 +1,6 @@
-/* The scripting runtime: LuaJIT state, sandbox, budgets, and the calls into pool and rule
- * scripts (see script.h for the interface and engine/script/pipeline.lua for the Lua side).
+/* The scripting runtime: LuaJIT state, sandbox, budgets and loading (see script.h for the
+ * interface, script_calls.c for the calls into pool and rule scripts and
+ * engine/script/pipeline.lua for the Lua side).
  *
  * Budget mechanism. LuaJIT only runs count hooks in the interpreter: a loop compiled to a
  * trace never checks them, so a `while true do end` would escape any budget once it gets hot.
@@ -11,7 +12,6 @@
  */
 #include "script.h"
 
-#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -28,30 +28,12 @@
 
 #include "embedded.h"
 #include "log.h"
+#include "script_internal.h"
 #include "script_json.h"
 
 #define HOOK_STEP 1000                 /* instructions between two budget checks */
 #define MAX_SCRIPT_BYTES (1024 * 1024) /* a pool script larger than this is refused */
 
-typedef enum { ABORT_NONE, ABORT_BUDGET, ABORT_MEMORY } abort_reason;
-
-struct script_runtime {
-    lua_State *L;
-    script_options opts;
-    size_t memory_used;
-    bool in_call; /* limits apply only while Lua runs on the engine's behalf */
-    long long instructions;
-    abort_reason aborted;
-    int pipeline_ref;
-    script_pool *pools;
-    size_t n_pools;
-    char **load_errors;
-    size_t n_load_errors;
-    uint64_t rules_hash;
-    char rules_generation[17];
-    char **env_reads; /* names scripts looked up with m2p.env, for --record */
-    size_t n_env_reads;
-};
 
 void script_options_defaults(script_options *o)
 {
@@ -233,7 +215,7 @@ static void record_error(script_runtime *rt, int rc, char *err, size_t errlen)
 
 /* Runs fn(arg) in protected mode with the budget and the memory ceiling armed. Everything
  * that touches Lua for one operation happens inside, so no Lua error can escape. */
-static int run_protected(script_runtime *rt, lua_CFunction fn, void *arg, char *err,
+int script_run_protected(script_runtime *rt, lua_CFunction fn, void *arg, char *err,
                          size_t errlen)
 {
     lua_State *L = rt->L;
@@ -253,7 +235,7 @@ static int run_protected(script_runtime *rt, lua_CFunction fn, void *arg, char *
     return rc == 0 ? 0 : -1;
 }
 
-static void push_pipeline_function(lua_State *L, const char *name)
+void script_push_pipeline(lua_State *L, const char *name)
 {
     lua_rawgeti(L, LUA_REGISTRYINDEX, runtime_of(L)->pipeline_ref);
     lua_getfield(L, -1, name);
@@ -291,7 +273,7 @@ struct load_call {
     script_pool *pool; /* filled for pools */
 };
 
-static char *field_strdup(lua_State *L, int table, const char *key)
+char *script_field_strdup(lua_State *L, int table, const char *key)
 {
     lua_getfield(L, table, key);
     char *s = strdup(lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
@@ -307,7 +289,7 @@ static char *field_strdup_or_null(lua_State *L, int table, const char *key)
     return s;
 }
 
-static double field_number(lua_State *L, int table, const char *key)
+double script_field_number(lua_State *L, int table, const char *key)
 {
     lua_getfield(L, table, key);
     double x = lua_tonumber(L, -1);
@@ -318,7 +300,7 @@ static double field_number(lua_State *L, int table, const char *key)
 static int load_entry(lua_State *L)
 {
     struct load_call *c = lua_touserdata(L, 1);
-    push_pipeline_function(L, c->is_pool ? "load_pool" : "load_rules");
+    script_push_pipeline(L, c->is_pool ? "load_pool" : "load_rules");
     lua_pushstring(L, c->path);
     lua_pushlstring(L, c->source, c->len);
     lua_pushstring(L, c->extra);
@@ -329,10 +311,10 @@ static int load_entry(lua_State *L)
     lua_getfield(L, info, "limits");
     int limits = lua_gettop(L);
     /* Nothing below can raise: only reads of validated fields. */
-    c->pool->limits.concurrency = (int)field_number(L, limits, "concurrency");
-    c->pool->limits.per_second = field_number(L, limits, "per_second");
-    c->pool->limits.interval = field_number(L, limits, "interval");
-    c->pool->limits.max_interval = field_number(L, limits, "max_interval");
+    c->pool->limits.concurrency = (int)script_field_number(L, limits, "concurrency");
+    c->pool->limits.per_second = script_field_number(L, limits, "per_second");
+    c->pool->limits.interval = script_field_number(L, limits, "interval");
+    c->pool->limits.max_interval = script_field_number(L, limits, "max_interval");
     lua_getfield(L, info, "enabled");
     c->pool->enabled = lua_toboolean(L, -1);
     c->pool->proxy = field_strdup_or_null(L, info, "proxy");
@@ -341,9 +323,9 @@ static int load_entry(lua_State *L)
     c->pool->same_host_redirects = lua_toboolean(L, -1);
     lua_pop(L, 1);
     c->pool->metadata_url = field_strdup_or_null(L, info, "metadata_url");
-    c->pool->metadata_refresh = field_number(L, info, "metadata_refresh");
-    c->pool->name = field_strdup(L, info, "name");
-    c->pool->currency = field_strdup(L, info, "currency");
+    c->pool->metadata_refresh = script_field_number(L, info, "metadata_refresh");
+    c->pool->name = script_field_strdup(L, info, "name");
+    c->pool->currency = script_field_strdup(L, info, "currency");
     c->pool->file = strdup(c->path);
     return 0;
 }
@@ -365,7 +347,7 @@ static int load_script(script_runtime *rt, const char *path, const char *extra,
     if (!pool)
         rt->rules_hash = fnv1a(rt->rules_hash, source, len);
     struct load_call call = {path, source, extra, len, pool != NULL, pool};
-    int rc = run_protected(rt, load_entry, &call, err, errlen);
+    int rc = script_run_protected(rt, load_entry, &call, err, errlen);
     free(source);
     return rc;
 }
@@ -489,7 +471,7 @@ script_runtime *script_runtime_new(const script_options *opts, char *err, size_t
         free(rt);
         return NULL;
     }
-    if (run_protected(rt, boot_entry, NULL, err, errlen) != 0 || load_rules(rt, err, errlen) != 0 ||
+    if (script_run_protected(rt, boot_entry, NULL, err, errlen) != 0 || load_rules(rt, err, errlen) != 0 ||
         load_pools(rt, err, errlen) != 0) {
         script_runtime_free(rt);
         return NULL;
@@ -540,304 +522,4 @@ int script_pool_find(const script_runtime *rt, const char *name)
         if (strcmp(rt->pools[i].name, name) == 0)
             return (int)i;
     return -1;
-}
-
-/* ==================================================================== Requests */
-
-struct request_call {
-    int pool;
-    const char *wallet;
-    script_request *out;
-};
-
-static int request_entry(lua_State *L)
-{
-    struct request_call *c = lua_touserdata(L, 1);
-    push_pipeline_function(L, "request");
-    lua_pushinteger(L, c->pool + 1);
-    lua_pushstring(L, c->wallet);
-    lua_call(L, 2, 2);
-    /* Validated by the pipeline: a string and a list of strings. Nothing below raises. */
-    size_t n = lua_objlen(L, -1);
-    c->out->url = strdup(lua_tostring(L, -2));
-    c->out->headers = calloc(n ? n : 1, sizeof(char *));
-    for (size_t i = 0; i < n; i++) {
-        lua_rawgeti(L, -1, (int)i + 1);
-        c->out->headers[i] = strdup(lua_tostring(L, -1));
-        lua_pop(L, 1);
-    }
-    c->out->n_headers = n;
-    return 0;
-}
-
-int script_request_build(script_runtime *rt, int pool, const char *wallet, script_request *out,
-                         char *err, size_t errlen)
-{
-    memset(out, 0, sizeof *out);
-    if (pool < 0 || (size_t)pool >= rt->n_pools) {
-        snprintf(err, errlen, "no such pool");
-        return -1;
-    }
-    struct request_call call = {pool, wallet ? wallet : "", out};
-    if (run_protected(rt, request_entry, &call, err, errlen) != 0) {
-        script_request_clear(out);
-        return -1;
-    }
-    return 0;
-}
-
-struct wallet_call {
-    int pool;
-    const char *wallet;
-    char *canonical;
-    size_t canonical_len;
-};
-
-static int wallet_entry(lua_State *L)
-{
-    struct wallet_call *c = lua_touserdata(L, 1);
-    push_pipeline_function(L, "wallet_check");
-    lua_pushinteger(L, c->pool + 1);
-    lua_pushstring(L, c->wallet);
-    lua_call(L, 2, 1);
-    /* Validated by the pipeline: a string (it raised otherwise). */
-    snprintf(c->canonical, c->canonical_len, "%s", lua_tostring(L, -1));
-    return 0;
-}
-
-int script_wallet_check(script_runtime *rt, int pool, const char *wallet, char *canonical,
-                        size_t canonical_len, char *err, size_t errlen)
-{
-    if (pool < 0 || (size_t)pool >= rt->n_pools) {
-        snprintf(err, errlen, "no such pool");
-        return -1;
-    }
-    struct wallet_call call = {pool, wallet ? wallet : "", canonical, canonical_len};
-    return run_protected(rt, wallet_entry, &call, err, errlen);
-}
-
-void script_request_clear(script_request *req)
-{
-    for (size_t i = 0; i < req->n_headers; i++)
-        free(req->headers[i]);
-    free(req->headers);
-    free(req->url);
-    memset(req, 0, sizeof *req);
-}
-
-/* ======================================================================= Polls */
-
-struct poll_call {
-    script_runtime *rt;
-    int pool;
-    const script_account *account;
-    const script_response *response;
-    poll_outcome *out;
-};
-
-static void push_account(lua_State *L, const script_account *a)
-{
-    lua_createtable(L, 0, 4);
-    lua_pushnumber(L, (lua_Number)a->player_id);
-    lua_setfield(L, -2, "player_id");
-    if (a->username) {
-        lua_pushstring(L, a->username);
-        lua_setfield(L, -2, "username");
-    }
-    lua_pushstring(L, a->wallet ? a->wallet : "");
-    lua_setfield(L, -2, "wallet");
-    if (a->state_json) {
-        lua_pushstring(L, a->state_json);
-        lua_setfield(L, -2, "state");
-    }
-}
-
-static void push_headers(lua_State *L, const script_response *r)
-{
-    lua_createtable(L, 0, (int)r->n_headers);
-    for (size_t i = 0; i < r->n_headers; i++) {
-        char name[256];
-        size_t n = 0;
-        for (const char *p = r->header_names[i]; *p && n < sizeof name - 1; p++)
-            name[n++] = (char)tolower((unsigned char)*p);
-        name[n] = '\0';
-        lua_pushstring(L, r->header_values[i]);
-        lua_setfield(L, -2, name);
-    }
-}
-
-static void push_response(lua_State *L, script_runtime *rt, const script_response *r)
-{
-    if (r->body_len > rt->opts.max_body_bytes)
-        luaL_error(L, "response body too large (%d bytes, limit %d)", (int)r->body_len,
-                   (int)rt->opts.max_body_bytes);
-    lua_createtable(L, 0, 5);
-    lua_pushinteger(L, (lua_Integer)r->status);
-    lua_setfield(L, -2, "status");
-    push_headers(L, r);
-    lua_setfield(L, -2, "headers");
-    lua_pushlstring(L, r->body ? r->body : "", r->body_len);
-    lua_setfield(L, -2, "body");
-    script_json_set_response(L, -1, r->body, r->body_len);
-}
-
-static void copy_awards(lua_State *L, int list, poll_outcome *out)
-{
-    size_t n = lua_objlen(L, list);
-    out->awards = calloc(n ? n : 1, sizeof *out->awards);
-    for (size_t i = 0; i < n; i++) {
-        lua_rawgeti(L, list, (int)i + 1);
-        int a = lua_gettop(L);
-        out->awards[i].advc = field_number(L, a, "advc");
-        out->awards[i].ap = field_number(L, a, "ap");
-        out->awards[i].key = field_strdup(L, a, "key");
-        out->awards[i].reason = field_strdup(L, a, "reason");
-        lua_pop(L, 1);
-    }
-    out->n_awards = n;
-}
-
-static int poll_entry(lua_State *L)
-{
-    struct poll_call *c = lua_touserdata(L, 1);
-    push_pipeline_function(L, "poll");
-    lua_pushinteger(L, c->pool + 1);
-    push_account(L, c->account);
-    push_response(L, c->rt, c->response);
-    lua_call(L, 3, 3);
-    /* Validated by the pipeline: two strings and a list of awards. Nothing below raises. */
-    c->out->observation_json = strdup(lua_tostring(L, -3));
-    c->out->state_json = strdup(lua_tostring(L, -2));
-    copy_awards(L, lua_gettop(L), c->out);
-    return 0;
-}
-
-int script_poll(script_runtime *rt, int pool, const script_account *account,
-                const script_response *response, poll_outcome *out)
-{
-    memset(out, 0, sizeof *out);
-    char err[1024];
-    if (pool < 0 || (size_t)pool >= rt->n_pools) {
-        out->error = strdup("no such pool");
-        return -1;
-    }
-    struct poll_call call = {rt, pool, account, response, out};
-    if (run_protected(rt, poll_entry, &call, err, sizeof err) != 0) {
-        poll_outcome_clear(out);
-        out->error = strdup(err);
-        return -1;
-    }
-    return 0;
-}
-
-/* ================================================================ Pool metadata */
-
-struct metadata_call {
-    script_runtime *rt;
-    int pool;
-    const script_response *response;
-    char **json;
-};
-
-static int metadata_entry(lua_State *L)
-{
-    struct metadata_call *c = lua_touserdata(L, 1);
-    push_pipeline_function(L, "metadata_parse");
-    lua_pushinteger(L, c->pool + 1);
-    push_response(L, c->rt, c->response);
-    lua_call(L, 2, 1);
-    /* Validated by the pipeline: the result's JSON text. Nothing below raises. */
-    if (c->json)
-        *c->json = strdup(lua_tostring(L, -1));
-    return 0;
-}
-
-struct metadata_failure {
-    int pool;
-    const char *reason;
-};
-
-static int metadata_failed_entry(lua_State *L)
-{
-    struct metadata_failure *c = lua_touserdata(L, 1);
-    push_pipeline_function(L, "metadata_failed");
-    lua_pushinteger(L, c->pool + 1);
-    lua_pushstring(L, c->reason);
-    lua_call(L, 2, 0);
-    return 0;
-}
-
-void script_metadata_failed(script_runtime *rt, int pool, const char *reason)
-{
-    char err[256];
-    if (pool < 0 || (size_t)pool >= rt->n_pools || !rt->pools[pool].metadata_url)
-        return;
-    struct metadata_failure call = {pool, reason ? reason : "metadata fetch failed"};
-    if (run_protected(rt, metadata_failed_entry, &call, err, sizeof err) != 0)
-        log_message(LOG_ERROR, "pool_metadata_failed", "%s: cannot record the failure: %s",
-                    rt->pools[pool].name, err);
-}
-
-int script_metadata_parse(script_runtime *rt, int pool, const script_response *response,
-                          char **json, char *err, size_t errlen)
-{
-    if (json)
-        *json = NULL;
-    if (pool < 0 || (size_t)pool >= rt->n_pools) {
-        snprintf(err, errlen, "no such pool");
-        return -1;
-    }
-    if (!rt->pools[pool].metadata_url) {
-        snprintf(err, errlen, "%s declares no metadata", rt->pools[pool].file);
-        return -1;
-    }
-    struct metadata_call call = {rt, pool, response, json};
-    if (run_protected(rt, metadata_entry, &call, err, errlen) == 0)
-        return 0;
-    /* Recorded in a second call: the first may have been aborted by the budget. */
-    script_metadata_failed(rt, pool, err);
-    return -1;
-}
-
-struct convert_call {
-    int pool;
-    double amount, advc;
-};
-
-static int convert_entry(lua_State *L)
-{
-    struct convert_call *c = lua_touserdata(L, 1);
-    push_pipeline_function(L, "to_advc");
-    lua_pushinteger(L, c->pool + 1);
-    lua_pushnumber(L, c->amount);
-    lua_call(L, 2, 1);
-    c->advc = lua_tonumber(L, -1);
-    return 0;
-}
-
-int script_to_advc(script_runtime *rt, int pool, double amount, double *advc, char *err,
-                   size_t errlen)
-{
-    if (pool < 0 || (size_t)pool >= rt->n_pools) {
-        snprintf(err, errlen, "no such pool");
-        return -1;
-    }
-    struct convert_call call = {pool, amount, 0};
-    if (run_protected(rt, convert_entry, &call, err, errlen) != 0)
-        return -1;
-    *advc = call.advc;
-    return 0;
-}
-
-void poll_outcome_clear(poll_outcome *out)
-{
-    for (size_t i = 0; i < out->n_awards; i++) {
-        free(out->awards[i].key);
-        free(out->awards[i].reason);
-    }
-    free(out->awards);
-    free(out->error);
-    free(out->observation_json);
-    free(out->state_json);
-    memset(out, 0, sizeof *out);
 }

@@ -147,6 +147,11 @@ void script_metadata_failed(script_runtime *rt, int pool, const char *reason);
 int script_to_advc(script_runtime *rt, int pool, double amount, double *advc, char *err,
                    size_t errlen);
 
+/* What the rules say about `account`'s state (rewards.explain, docs/scripting.md): JSON
+ * {"baseline": text, "next_award": text} in *json (malloc'd). 0, or -1 with the reason. */
+int script_explain(script_runtime *rt, int pool, const script_account *account, char **json,
+                   char *err, size_t errlen);
+
 /* Content hash (16 hex digits) of the rules this generation decides with (convert.lua and
  * rewards.lua): recorded with every award. */
 const char *script_rules_generation(const script_runtime *rt);

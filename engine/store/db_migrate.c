@@ -30,6 +30,7 @@ static const migration migrations[] = {
     {5, "005_rplant_units_rebaseline.sql"},
     {6, "006_claims_checked_at_commit.sql"},
     {7, "007_notifications.sql"},
+    {8, "008_player_lookups.sql"},
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 

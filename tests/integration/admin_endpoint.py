@@ -2,7 +2,15 @@
 
 - /metrics passes `promtool check metrics`, and its counters follow the engine: the polls
   and failures of each pool and the awards match what the engine logged and what the
-  simulator served (a pool answering exactly N HTTP 500s shows exactly N failures).
+  simulator served (a pool answering exactly N HTTP 500s shows exactly N failures); so do
+  the ADVC and AP sums, the scheduler-lag histogram (one observation per poll started), the
+  breaker state and the accounts tracked and owned.
+- A pool answering only 500s opens its breaker (m2p_pool_breaker_state) and its polls then
+  start late (m2p_scheduler_lag_seconds).
+- With PostgreSQL: a paid and a held award move the award counters by their exact amounts;
+  m2p_held_awards_awaiting_release, m2p_outbox_depth and m2p_outbox_oldest_age_seconds (and
+  /status database_stats) follow the database, also after --release-held; two engines split
+  the accounts they both track (m2p_accounts_owned).
 - /readyz turns 503 (with a JSON reason) when PostgreSQL stops and 200 when it is back;
   m2p_database_up follows.
 - POST /reload needs the bearer token: none or a wrong one is 401, the right one reloads
@@ -11,50 +19,21 @@
   appears in the engine's output, /status or /metrics.
 """
 
-import http.server
 import json
 import os
 import re
 import shutil
 import socket
 import subprocess
-import threading
-import urllib.error
-import urllib.request
 
 import harness
+import notify_support as ns
 import pgserver
+from adminhttp import free_port, request, wait_listening
 from harness import check
 
 TOKEN = "s3cret-admin-token-7f3a"
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def request(port, path, method="GET", headers=None, body=None):
-    """(status, headers, body text) of one request; HTTP errors are answers too."""
-    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), data=body,
-                                 method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, dict(r.headers), r.read().decode("utf-8")
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read().decode("utf-8")
-
-
-def wait_listening(eng, port):
-    def up():
-        check(eng.proc.poll() is None, "the engine exited (status %s): %s"
-              % (eng.proc.returncode, eng.stderr_text()[-2000:]))
-        try:
-            return request(port, "/healthz")[0] == 200
-        except OSError:
-            return False
-    harness.wait_until(up, 30, "the admin endpoint to answer /healthz")
+HOOK_SECRET = "admin-hook-secret"
 
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$')
@@ -103,6 +82,11 @@ def logged_awards(eng, pool):
     return len([e for e in eng.named("mining_reward_detected") if e.get("pool") == pool])
 
 
+def logged_sum(eng, pool, field):
+    return sum(float(e[field]) for e in eng.named("mining_reward_detected")
+               if e.get("pool") == pool)
+
+
 def test_metrics_follow_polls_failures_and_awards(ctx):
     port = free_port()
     sim = ctx.start_sim("--payout-interval", "2")
@@ -122,10 +106,14 @@ def test_metrics_follow_polls_failures_and_awards(ctx):
         # output has been read, what was logged after it.
         before_ok, before_fail = logged_polls(eng, pool, False), logged_polls(eng, pool, True)
         before_awards = logged_awards(eng, pool)
+        before_advc, before_ap = logged_sum(eng, pool, "advc_amount"), logged_sum(eng, pool,
+                                                                                 "ap_awarded")
         s = scrape(port)
         ok = value(s, "m2p_polls_total", pool=pool, outcome="success")
         bad = value(s, "m2p_polls_total", pool=pool, outcome="failure")
         awards = value(s, "m2p_awards_total", pool=pool)
+        advc = value(s, "m2p_advc_awarded_total", pool=pool)
+        ap = value(s, "m2p_ap_awarded_total", pool=pool)
         eng.wait_until(lambda evs: logged_polls(eng, pool, False) >= ok
                        and logged_polls(eng, pool, True) >= bad
                        and logged_awards(eng, pool) >= awards, timeout=20,
@@ -133,6 +121,27 @@ def test_metrics_follow_polls_failures_and_awards(ctx):
         check(ok >= before_ok and bad >= before_fail and awards >= before_awards,
               "%s: /metrics (%d ok, %d failed, %d awards) behind the log (%d, %d, %d)"
               % (pool, ok, bad, awards, before_ok, before_fail, before_awards))
+        # The ADVC and AP sums lie between what was logged before and after the scrape.
+        after_advc, after_ap = logged_sum(eng, pool, "advc_amount"), logged_sum(eng, pool,
+                                                                               "ap_awarded")
+        check(before_advc - 1e-6 <= advc <= after_advc + 1e-6 and advc > 0
+              and before_ap - 1e-4 <= ap <= after_ap + 1e-4 and ap > 0,
+              "%s: m2p_advc_awarded_total %r / m2p_ap_awarded_total %r outside the logged "
+              "sums [%r, %r] / [%r, %r]" % (pool, advc, ap, before_advc, after_advc,
+                                             before_ap, after_ap))
+        check(value(s, "m2p_awards_held_total", pool=pool) == 0, "%s: held awards" % pool)
+        # Every finished poll was handed out by the scheduler first, and measured.
+        lag_count = value(s, "m2p_scheduler_lag_seconds_count", pool=pool)
+        check(ok + bad <= lag_count <= ok + bad + 3
+              and lag_count == value(s, "m2p_scheduler_lag_seconds_bucket", pool=pool,
+                                     le="+Inf"),
+              "%s: %d polls started per m2p_scheduler_lag_seconds, %d finished"
+              % (pool, lag_count, ok + bad))
+        check(value(s, "m2p_pool_breaker_state", pool=pool) == 0,
+              "%s: the breaker is not closed after %d failures" % (pool, bad))
+        check(value(s, "m2p_accounts_tracked", pool=pool) == 3
+              and value(s, "m2p_accounts_owned", pool=pool) == 3,
+              "%s: accounts tracked/owned are not 3" % pool)
         check(ok > 0 and awards > 0, "%s: no successful poll or award in /metrics" % pool)
         check(bad == (failing if pool == "cpu-pool" else 0),
               "%s: %d failures in /metrics, the simulator served %d 500s"
@@ -159,6 +168,41 @@ def test_metrics_follow_polls_failures_and_awards(ctx):
     status, _, body = request(port, "/readyz")
     check(status == 200 and json.loads(body)["ready"] is True,
           "/readyz without a database: %d %s" % (status, body))
+    rc = eng.stop()
+    eng.expect_clean_exit(rc)
+
+
+def test_breaker_state_and_scheduler_lag(ctx):
+    """A pool answering only 500s opens its breaker (m2p_pool_breaker_state 1 or 2, the
+    others stay 0), and its due polls then start late: the lag histogram shows polls over
+    one second late while the breaker holds them back."""
+    port = free_port()
+    sim = ctx.start_sim("--payout-interval", "2")
+    sim.fault("cpu-pool", "status", code=500)
+    settings = dict(sim.pool_env(), POLL_INTERVAL_SECONDS=1, ZPOOL_PER_SECOND=100,
+                    ADMIN_LISTEN="127.0.0.1:%d" % port)
+    eng = ctx.start_engine(["--dry-run", "--accounts", ctx.accounts(12)], settings)
+    wait_listening(eng, port)
+
+    def breaker_open():
+        s = scrape(port)
+        return value(s, "m2p_pool_breaker_state", pool="cpu-pool") in (1, 2) and s
+    s = harness.wait_until(breaker_open, 40, "the cpu-pool breaker to open", 0.25)
+    check(value(s, "m2p_polls_total", pool="cpu-pool", outcome="failure") >= 10
+          and value(s, "m2p_polls_total", pool="cpu-pool", outcome="success") == 0,
+          "the breaker opened without 10 failures")
+    check(value(s, "m2p_pool_breaker_state", pool="rplant") == 0
+          and value(s, "m2p_pool_breaker_state", pool="zpool") == 0,
+          "a healthy pool's breaker is not closed")
+
+    def late_polls():
+        s = scrape(port)
+        started = value(s, "m2p_scheduler_lag_seconds_count", pool="cpu-pool")
+        within_1s = value(s, "m2p_scheduler_lag_seconds_bucket", pool="cpu-pool", le="1")
+        return started > within_1s and s
+    # The first probe waits SCHED_BREAKER_PROBE_MIN (5 s) behind polls already due.
+    harness.wait_until(late_polls, 30, "a cpu-pool poll started more than 1 s late",
+                       0.25)
     rc = eng.stop()
     eng.expect_clean_exit(rc)
 
@@ -200,43 +244,9 @@ def test_readyz_follows_the_database(ctx):
         server.close()
 
 
-class Receiver:
-    """A webhook receiver answering 200; counts the requests."""
-
-    def __init__(self):
-        self.count = 0
-        self.lock = threading.Lock()
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with outer.lock:
-                    outer.count += 1
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = "http://127.0.0.1:%d/hook" % self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def received(self):
-        with self.lock:
-            return self.count
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 def test_notification_metrics_follow_deliveries(ctx):
     server = pgserver.PgServer()
-    hook = Receiver()
+    hook = ns.WebhookReceiver(HOOK_SECRET)
     try:
         gdb = pgserver.GameDb.create(server, "admin_notify")
         sim = ctx.start_sim("--payout-interval", "2")
@@ -245,16 +255,17 @@ def test_notification_metrics_follow_deliveries(ctx):
         gdb.add_players(players)
         port = free_port()
         eng = ctx.start_engine([], pgserver.engine_settings(
-            sim, gdb, ADMIN_LISTEN="127.0.0.1:%d" % port, WEBHOOK_URLS=hook.url))
+            sim, gdb, ADMIN_LISTEN="127.0.0.1:%d" % port, WEBHOOK_URLS=hook.url,
+            WEBHOOK_SECRET=HOOK_SECRET))
         wait_listening(eng, port)
         sink = "webhook:" + hook.url
-        harness.wait_until(lambda: hook.received() >= 3, 60, "three webhook deliveries")
-        before = hook.received()
+        harness.wait_until(lambda: len(hook.delivered()) >= 3, 60, "three webhook deliveries")
+        before = len(hook.delivered())
         s = scrape(port)
         delivered = value(s, "m2p_notifications_delivered_total", sink=sink)
         # The receiver counts a request before it answers; the engine counts the answer.
-        check(delivered <= hook.received(), "%d delivered, the receiver got %d"
-              % (delivered, hook.received()))
+        check(delivered <= len(hook.delivered()), "%d delivered, the receiver got %d"
+              % (delivered, len(hook.delivered())))
         harness.wait_until(lambda: value(scrape(port), "m2p_notifications_delivered_total",
                                          sink=sink) >= before, 30,
                            "m2p_notifications_delivered_total to reach %d" % before)
@@ -270,6 +281,115 @@ def test_notification_metrics_follow_deliveries(ctx):
     finally:
         hook.close()
         server.close()
+
+
+@harness.with_paid_server
+def test_award_and_outbox_metrics_follow_the_database(ctx, server):
+    """A paid award moves m2p_advc_awarded_total / m2p_ap_awarded_total by exactly its
+    amounts, a held one m2p_awards_held_total and m2p_held_awards_awaiting_release; with the
+    webhook receiver down the outbox depth counts the paid award and its age grows;
+    --release-held turns the held award into a second outbox event. /status carries the
+    same numbers under database_stats."""
+    pg = pgserver.PgServer()
+    try:
+        gdb = pgserver.GameDb.create(pg, "admin_awards")
+        players = harness.make_players(2, zpool=False)
+        w1, w2 = players[0]["wallet"], players[1]["wallet"]
+        server.set(w1, "10")
+        server.set(w2, "10")
+        pgserver.migrate(ctx, gdb)
+        gdb.add_players(players)
+        port = free_port()
+        hook = "http://127.0.0.1:%d/hook" % free_port()  # nobody listens: nothing delivered
+        sink = "webhook:" + hook
+        settings = pgserver.engine_settings(
+            None, gdb, TESTPOOL_URL=server.url, MAX_AWARD_ADVC=1000, MAX_AWARD_FACTOR=100,
+            ADMIN_LISTEN="127.0.0.1:%d" % port, WEBHOOK_URLS=hook, DATABASE_STATS_INTERVAL=0.5)
+        eng = ctx.start_engine([], settings,
+                               pools_dir=ctx.pools_dir({"testpool.lua": harness.PAID_POOL_SCRIPT}))
+        wait_listening(eng, port)
+        pgserver.wait_polls([eng], None, [(1, "testpool"), (2, "testpool")], 2, "the baselines")
+        s = scrape(port)
+        check(value(s, "m2p_outbox_depth", sink=sink) == 0
+              and value(s, "m2p_outbox_oldest_age_seconds", sink=sink) == 0
+              and value(s, "m2p_held_awards_awaiting_release") == 0,
+              "an empty outbox or held awards before any award")
+        check(value(s, "m2p_accounts_tracked", pool="testpool") == 2
+              and value(s, "m2p_accounts_owned", pool="testpool") == 2,
+              "one engine owns both accounts it tracks")
+
+        server.set(w2, "12.5")   # 2.5 ADVC paid
+        server.set(w1, "1510")   # 1500 ADVC: above MAX_AWARD_ADVC, held
+
+        def settled():
+            s = scrape(port)
+            return (value(s, "m2p_awards_held_total", pool="testpool") == 1
+                    and value(s, "m2p_held_awards_awaiting_release") == 1
+                    and value(s, "m2p_outbox_depth", sink=sink) == 1) and s
+        s = harness.wait_until(settled, 40, "one paid and one held award in /metrics", 0.25)
+        check(value(s, "m2p_awards_total", pool="testpool") == 1
+              and value(s, "m2p_advc_awarded_total", pool="testpool") == 2.5
+              and value(s, "m2p_ap_awarded_total", pool="testpool") == 250,
+              "the paid award's amounts: %s" % {k: v for k, v in s.items()
+                                                 if k[0].endswith("awarded_total")})
+        age = value(s, "m2p_outbox_oldest_age_seconds", sink=sink)
+        harness.wait_until(lambda: value(scrape(port), "m2p_outbox_oldest_age_seconds",
+                                         sink=sink) > age + 0.5, 20,
+                           "the undelivered event's age to grow", 0.25)
+        st = json.loads(request(port, "/status")[2])["database_stats"]
+        check(st["held_awaiting_release"] == 1 and st["sinks"][sink]["depth"] == 1
+              and st["sinks"][sink]["oldest_age_seconds"] > 0,
+              "/status database_stats: %s" % st)
+
+        held_id = gdb.value("SELECT id FROM m2p_held_awards WHERE status = 'held'")
+        rc, _, out, err = ctx.run_engine(["--release-held", str(held_id)],
+                                         {"DATABASE_URL": gdb.conninfo()}, scripts=False)
+        check(rc == 0, "--release-held exited %s: %r %r" % (rc, out, err))
+
+        def released():
+            s = scrape(port)
+            return (value(s, "m2p_held_awards_awaiting_release") == 0
+                    and value(s, "m2p_outbox_depth", sink=sink) == 2) and s
+        s = harness.wait_until(released, 20, "the release in /metrics", 0.25)
+        # Counters of this engine's own decisions: a release by the CLI is not one.
+        check(value(s, "m2p_awards_held_total", pool="testpool") == 1,
+              "m2p_awards_held_total moved at the release")
+        rc = eng.stop()
+        eng.expect_clean_exit(rc)
+    finally:
+        pg.close()
+
+
+def test_two_engines_split_the_accounts_they_track(ctx):
+    """Scale-out: two engines sharing the database both track every account
+    (m2p_accounts_tracked) and own a share each (m2p_accounts_owned): the shares add up to
+    the accounts, and each engine owns some."""
+    pg = pgserver.PgServer()
+    try:
+        gdb = pgserver.GameDb.create(pg, "admin_split")
+        sim = ctx.start_sim("--payout-interval", "4")
+        pgserver.migrate(ctx, gdb)
+        gdb.add_players(harness.make_players(6))
+        ports = [free_port(), free_port()]
+        engines = [ctx.start_engine([], pgserver.engine_settings(
+            sim, gdb, ENGINE_ID="split-%d" % i, ADMIN_LISTEN="127.0.0.1:%d" % port))
+            for i, port in enumerate(ports)]
+        for eng, port in zip(engines, ports):
+            wait_listening(eng, port)
+        pools = ("cpu-pool", "rplant", "zpool")
+
+        def split():
+            scrapes = [scrape(port) for port in ports]
+            tracked = [[value(s, "m2p_accounts_tracked", pool=p) for p in pools] for s in scrapes]
+            owned = [[value(s, "m2p_accounts_owned", pool=p) for p in pools] for s in scrapes]
+            return (tracked == [[6, 6, 6]] * 2
+                    and [a + b for a, b in zip(*owned)] == [6, 6, 6]
+                    and all(sum(o) > 0 for o in owned)) and (tracked, owned)
+        harness.wait_until(split, 40, "the two engines to split 18 accounts", 0.25)
+        for eng in engines:
+            eng.expect_clean_exit(eng.stop())
+    finally:
+        pg.close()
 
 
 def test_reload_needs_the_token_and_it_is_never_shown(ctx):

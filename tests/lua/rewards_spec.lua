@@ -13,12 +13,19 @@ local function account(env, rate)
   local rewards = w:load("scripts/rewards.lua")
   local state
   local acct = { world = w, now = T0, wallet = WALLET, wallet_id = WALLET_ID }
-  function acct.poll(observation)
-    local previous = state and helper.json_decode(state, w.null)
+  local function context()
     local ctx = { pool = "testpool", currency = "ADVC", player_id = 7, username = "ann",
                   wallet = acct.wallet, wallet_id = acct.wallet_id, now = acct.now }
     function ctx.to_advc(amount) return amount * (rate or 1) end
-    local result = rewards.decide(previous, observation, ctx)
+    return ctx
+  end
+  -- rewards.explain of the state as it is now (--explain, GET /accounts).
+  function acct.explain()
+    return rewards.explain(state and helper.json_decode(state, w.null), context())
+  end
+  function acct.poll(observation)
+    local previous = state and helper.json_decode(state, w.null)
+    local result = rewards.decide(previous, observation, context())
     state = helper.json_encode(observation, w.null)
     if result and result.advc then result = { result } end
     return result, observation.accounted
@@ -53,6 +60,48 @@ local function count(t)
   for _ in pairs(t) do n = n + 1 end
   return n
 end
+
+describe("rewards.explain (scripts/rewards.lua)", function()
+  it("says that the first observation is a baseline", function()
+    local t = account().explain()
+    assert.matches("none yet", t.baseline)
+    assert.matches("not awarded", t.next_award)
+    assert.matches("REWARD_HISTORY", account({ REWARD_HISTORY = "true" }).explain().next_award)
+  end)
+
+  it("names the high-water mark the paid counter must pass, and a pending decrease", function()
+    local acct = account()
+    acct.poll({ paid = 12.5 })
+    local t = acct.explain()
+    assert.matches("cumulative paid 12.50000000 ADVC", t.baseline, 1, true)
+    assert.matches("must rise above 12.50000000 ADVC by at least 0.00010000 ADVC", t.next_award,
+                   1, true)
+    acct.poll({ paid = 0 })
+    assert.matches("a lower counter (0.00000000) was seen on 1 of the 3", acct.explain().next_award,
+                   1, true)
+  end)
+
+  it("counts the payout ids known and the 24-hour level", function()
+    local acct = account()
+    acct.poll({ payouts = { { tx = "a1", amount = 1, time = T0 - 60 },
+                            { tx = "b2", amount = 2, time = T0 - 30 } } })
+    local t = acct.explain()
+    assert.matches("2 payout id(s) known, the newest paid at 2023-11-14T22:12:50Z", t.baseline,
+                   1, true)
+    assert.matches("not among the 2 known", t.next_award, 1, true)
+    local window = account()
+    window.poll({ paid24h = 3 })
+    assert.matches("paid in the last 24 hours 3.00000000 ADVC", window.explain().baseline, 1, true)
+  end)
+
+  it("never changes the state it explains", function()
+    local acct = account()
+    acct.poll({ paid = 5 })
+    local before = acct.state_json()
+    acct.explain()
+    assert.are.equal(before, acct.state_json())
+  end)
+end)
 
 describe("rewards.decide (scripts/rewards.lua)", function()
   describe("cumulative paid", function()
@@ -1022,5 +1071,44 @@ return rewards
         assert.is_true((pcall(unit_pool("string.rep('~', 64)"))))
       end)
     end)
+  end)
+end)
+
+describe("pipeline.explain (engine/script/pipeline.lua)", function()
+  local function explain_with(rewards_source, state)
+    local pipeline, _, index = helper.pipeline({ only = { "cpu-pool" } })
+    if rewards_source then pipeline.load_rules("test/rewards.lua", rewards_source, "rewards") end
+    local account = { player_id = 1, username = "ann", wallet = WALLET, state = state }
+    return pcall(pipeline.explain, index["cpu-pool"], account)
+  end
+
+  it("gives the rules' texts as JSON", function()
+    local ok, json = explain_with(nil, '{"paid": 3, "accounted": {"mode": "paid", "paid": 3, '
+                                  .. '"epoch": 0, "since": 1700000000}}')
+    assert.is_true(ok, json)
+    local t = helper.json_decode(json)
+    assert.matches("cumulative paid 3.00000000 ADVC", t.baseline, 1, true)
+    assert.matches("must rise above 3.00000000", t.next_award, 1, true)
+  end)
+
+  it("shows the raw bookkeeping of rules without explain, and says an unreadable state", function()
+    local plain = "return { decide = function() return nil end }"
+    local ok, json = explain_with(plain, '{"accounted": {"level": 4}}')
+    assert.is_true(ok, json)
+    assert.are.equal('{"level":4}', helper.json_decode(json).baseline)
+    ok, json = explain_with(plain, "not json")
+    assert.is_true(ok, json)
+    assert.matches("unreadable", helper.json_decode(json).baseline)
+  end)
+
+  it("names the rules file when explain returns something else", function()
+    local ok, err = explain_with("return { decide = function() end, explain = function() "
+                                 .. "return 42 end }")
+    assert.is_false(ok)
+    assert.matches("test/rewards.lua: explain%(%) must return a table", err)
+    ok, err = explain_with("return { decide = function() end, explain = function() "
+                           .. "return { baseline = {} } end }")
+    assert.is_false(ok)
+    assert.matches("explain%(%) field 'baseline' must be a string", err)
   end)
 end)

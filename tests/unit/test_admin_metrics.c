@@ -61,9 +61,53 @@ static void test_label_values_are_escaped(void)
     metrics_free(&m);
 }
 
+/* The awards, accounts, breaker and scheduler-lag series of every pool, and the database's
+ * numbers only once db_stats has them. */
+static void test_awards_accounts_breaker_lag(void)
+{
+    metrics m;
+    metrics_init(&m);
+    pool_metrics *p = metrics_pool(&m, "zpool");
+    metrics_record_award(&m, p, 7, 1.5, 150, false);
+    metrics_record_award(&m, p, 7, 0.25, 25, false);
+    metrics_record_award(&m, p, 8, 5000, 500000, true); /* held: not in the paid sums */
+    p->accounts_tracked = 5;
+    p->accounts_owned = 3;
+    p->breaker = BREAKER_OPEN;
+    p->lag.count = 4;
+    p->lag.sum = 70.5;
+    p->lag.buckets[0] = 2; /* <= 0.01 s */
+    p->lag.buckets[7] = 1; /* <= 60 s */
+    admin_view v = {.metrics = &m, .script_generation = "x"};
+    size_t len = 0;
+    char *text = metrics_text_render(&v, &len);
+    CHECK_CONTAINS(text, "# TYPE m2p_advc_awarded_total counter\n");
+    CHECK_CONTAINS(text, "m2p_advc_awarded_total{pool=\"zpool\"} 1.75\n");
+    CHECK_CONTAINS(text, "m2p_ap_awarded_total{pool=\"zpool\"} 175\n");
+    CHECK_CONTAINS(text, "m2p_awards_held_total{pool=\"zpool\"} 1\n");
+    CHECK_CONTAINS(text, "m2p_awards_total{pool=\"zpool\"} 2\n");
+    CHECK_CONTAINS(text, "# TYPE m2p_accounts_tracked gauge\n");
+    CHECK_CONTAINS(text, "m2p_accounts_tracked{pool=\"zpool\"} 5\n");
+    CHECK_CONTAINS(text, "m2p_accounts_owned{pool=\"zpool\"} 3\n");
+    CHECK_CONTAINS(text, "m2p_pool_breaker_state{pool=\"zpool\"} 1\n");
+    CHECK_CONTAINS(text, "# TYPE m2p_scheduler_lag_seconds histogram\n");
+    CHECK_CONTAINS(text, "m2p_scheduler_lag_seconds_bucket{pool=\"zpool\",le=\"0.01\"} 2\n");
+    CHECK_CONTAINS(text, "m2p_scheduler_lag_seconds_bucket{pool=\"zpool\",le=\"15\"} 2\n");
+    CHECK_CONTAINS(text, "m2p_scheduler_lag_seconds_bucket{pool=\"zpool\",le=\"60\"} 3\n");
+    CHECK_CONTAINS(text, "m2p_scheduler_lag_seconds_bucket{pool=\"zpool\",le=\"900\"} 3\n");
+    CHECK_CONTAINS(text, "m2p_scheduler_lag_seconds_bucket{pool=\"zpool\",le=\"+Inf\"} 4\n");
+    CHECK_CONTAINS(text, "m2p_scheduler_lag_seconds_sum{pool=\"zpool\"} 70.5\n");
+    CHECK_CONTAINS(text, "m2p_scheduler_lag_seconds_count{pool=\"zpool\"} 4\n");
+    CHECK(!strstr(text, "m2p_outbox_depth") && !strstr(text, "m2p_held_awards_awaiting"),
+          "no database statistics without db_stats");
+    free(text);
+    metrics_free(&m);
+}
+
 int main(void)
 {
     test_listen_addresses();
     test_label_values_are_escaped();
+    test_awards_accounts_breaker_lag();
     return check_summary();
 }

@@ -1,0 +1,170 @@
+"""Issue 10: GET /accounts?player=ID and `m2p-engine --explain PLAYER_ID` answer "why was I
+not rewarded?" for accounts the test set up, against a real engine, PostgreSQL and the
+simulator over loopback:
+
+- rplant answers HTTP 500 to every request: the account's last error says so, and the next
+  poll is late because of the account's backoff or the pool's breaker, as the engine says;
+- zpool is paced (ZPOOL_PER_SECOND=0.02 for 2 accounts: a 100 s interval although
+  POLL_INTERVAL_SECONDS=1, 150 s once a third player joins): the next poll is that far out because of the pool's pacing;
+- a player added while the engine runs has fresh accounts: never polled, no stored state, its
+  baseline "none yet";
+- cpu-pool pays: the baseline is the cumulative paid counter, and recent awards list their
+  delivery to the webhook receiver.
+The same facts come from /accounts (live engine, bearer token) and from --explain (the
+database, with the engines asked over LISTEN/NOTIFY), in JSON and in text; with the engine
+stopped, --explain still reports what the database has and says no engine answered.
+"""
+
+import json
+
+import adminhttp as admin
+import harness
+import notify_support as ns
+import pgserver
+from harness import check
+
+TOKEN = "explain-token-5b1e"
+HOOK_SECRET = "explain-hook-secret"
+
+
+def accounts(port, player, token=TOKEN):
+    headers = {"Authorization": "Bearer " + token} if token else {}
+    return admin.request(port, "/accounts?player=%s" % player, headers=headers)
+
+
+def by_pool(report):
+    return {a["pool"]: a for a in report["accounts"]}
+
+
+def explain(ctx, gdb, player, json_out=True):
+    args = ["--explain", str(player)] + (["--json"] if json_out else [])
+    rc, _, out, err = ctx.run_engine(args, {"DATABASE_URL": gdb.conninfo()}, scripts=False)
+    return rc, out, err
+
+
+def check_failing(acc, where):
+    live = acc.get("live", {})
+    check("HTTP 500" in (live.get("last_error") or ""),
+          "%s: the 500 pool's last error is not said: %s" % (where, live))
+    check(live.get("last_outcome") == "pool failed", "%s: last outcome %s" % (where, live))
+    why = live.get("next_poll_why", "")
+    check("backing off" in why or "circuit breaker" in why,
+          "%s: the late poll is not explained by backoff or breaker: %s" % (where, live))
+    check(live.get("consecutive_failures", 0) >= 1, "%s: no failures counted: %s" % (where, live))
+
+
+def check_paced(acc, where, accounts):
+    live = acc.get("live", {})
+    check(live.get("effective_interval_seconds") == accounts / 0.02,
+          "%s: zpool's interval is not the paced %d accounts / 0.02 per s: %s"
+          % (where, accounts, live))
+    check("pool pacing" in live.get("next_poll_why", "") and "0.02 requests/s" in
+          live["next_poll_why"], "%s: the pacing is not the reason: %s" % (where, live))
+
+
+def check_fresh(acc, where):
+    live = acc.get("live", {})
+    check(live.get("last_outcome") == "never polled" and "version" not in acc,
+          "%s: the new account is not fresh: %s" % (where, acc))
+    check(live.get("next_poll_at") and "new account" in live.get("next_poll_why", ""),
+          "%s: the new account has no due time: %s" % (where, live))
+
+
+def check_baseline(acc, where):
+    live = acc.get("live", {})
+    check(acc.get("version", 0) >= 1, "%s: cpu-pool has no stored state: %s" % (where, acc))
+    check(acc.get("observation", {}).get("paid", 0) > 0,
+          "%s: the last observation is missing: %s" % (where, acc))
+    check(live.get("baseline", "").startswith("cumulative paid") and
+          "must rise above" in live.get("next_award", ""),
+          "%s: the baseline is not explained: %s" % (where, live))
+
+
+def wait_report(port, player, ok, what):
+    def probe():
+        status, _, body = accounts(port, player)
+        if status != 200:
+            return False
+        report = json.loads(body)
+        return ok(report) and report
+    return harness.wait_until(probe, 60, what)
+
+
+def test_accounts_and_explain(ctx):
+    server = pgserver.PgServer()
+    receiver = ns.WebhookReceiver(HOOK_SECRET)
+    try:
+        gdb = pgserver.GameDb.create(server, "explain")
+        sim = ctx.start_sim("--payout-interval", "2")
+        sim.fault("rplant", "status", code=500, count=1000000)
+        players = harness.make_players(2)
+        pgserver.migrate(ctx, gdb)
+        gdb.add_players(players)
+        port = admin.free_port()
+        eng = ctx.start_engine([], pgserver.engine_settings(
+            sim, gdb, ADMIN_LISTEN="127.0.0.1:%d" % port, ADMIN_TOKEN=TOKEN,
+            ZPOOL_PER_SECOND="0.02", WEBHOOK_URLS=receiver.url,
+            WEBHOOK_SECRET=HOOK_SECRET))
+        admin.wait_listening(eng, port)
+
+        check(accounts(port, 1, token=None)[0] == 401, "/accounts without the token is not 401")
+        check(accounts(port, "x1")[0] == 400, "/accounts?player=x1 is not 400")
+        check(accounts(port, 999)[0] == 404, "/accounts of an unknown player is not 404")
+
+        def settled(report):
+            pools = by_pool(report)
+            cpu = pools.get("cpu-pool", {})
+            rp = pools.get("rplant", {}).get("live", {})
+            return (cpu.get("version", 0) >= 2 and rp.get("consecutive_failures", 0) >= 2 and
+                    any(n["state"] == "delivered" for a in report["recent_awards"]
+                        for n in a["notifications"]))
+        report = wait_report(port, 1, settled, "player 1 awarded on cpu-pool, rplant failing")
+        pools = by_pool(report)
+        check(report["player"]["username"] == "player1", "the player row is missing: %s" % report)
+        check_failing(pools["rplant"], "/accounts")
+        check_paced(pools["zpool"], "/accounts", 2)
+        check_baseline(pools["cpu-pool"], "/accounts")
+        check(pools["cpu-pool"]["wallet"] == players[0]["wallet"], "wrong wallet: %s" % pools)
+        award = report["recent_awards"][0]
+        check(award["advc"] > 0 and award["pool"] in ("cpu-pool", "zpool"),
+              "recent award without its amount: %s" % award)
+
+        gdb.add_players(harness.make_players(1, first_id=3))
+        fresh = wait_report(port, 3, lambda r: "zpool" in by_pool(r) and
+                            "live" in by_pool(r)["zpool"], "player 3 known to the engine")
+        check_fresh(by_pool(fresh)["zpool"], "/accounts, new player")
+
+        rc, out, err = explain(ctx, gdb, 1)
+        check(rc == 0, "--explain 1 exited %d: %s" % (rc, err))
+        cli = json.loads(out)
+        check(cli["engines_answered"] == 1, "the engine did not answer --explain: %s" % cli)
+        pools = by_pool(cli)
+        check_failing(pools["rplant"], "--explain")
+        check_paced(pools["zpool"], "--explain", 3)
+        check_baseline(pools["cpu-pool"], "--explain")
+        rc, out, err = explain(ctx, gdb, 3)
+        check(rc == 0, "--explain 3 exited %d: %s" % (rc, err))
+        check_fresh(by_pool(json.loads(out))["zpool"], "--explain, new player")
+
+        rc, text, err = explain(ctx, gdb, 1, json_out=False)
+        check(rc == 0 and "Player 1 (player1)" in text and "HTTP 500" in text and
+              "pool pacing" in text and "cumulative paid" in text and "delivered" in text,
+              "--explain's text misses a fact:\n%s\n%s" % (text, err))
+        check(TOKEN not in text + out + err + eng.stderr_text(), "the admin token leaked")
+
+        rc, _, err = explain(ctx, gdb, 999)
+        check(rc == 2 and "no player with id 999" in err, "unknown player: %d %s" % (rc, err))
+        rc, _, err = explain(ctx, gdb, "1;drop")
+        check(rc == 1 and "positive integer" in err, "a bad id: %d %s" % (rc, err))
+
+        rc = eng.stop()
+        eng.expect_clean_exit(rc)
+        rc, text, err = explain(ctx, gdb, 1, json_out=False)
+        check(rc == 0 and "answered: 0" in text and "no running engine" in text and
+              "version" in text, "--explain with no engine:\n%s\n%s" % (text, err))
+    finally:
+        receiver.close()
+        server.close()
+
+
+harness.main(globals())
