@@ -345,6 +345,10 @@ static enum MHD_Result get_accounts(admin *a, struct MHD_Connection *c)
         body = accounts_without_db(id, live, &status);
         return respond(c, status, "application/json", body, body ? strlen(body) : 0);
     }
+    if (!db_healthy(v.db)) {
+        cJSON_Delete(live);
+        return respond_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "the database is unreachable");
+    }
     if (!a->accounts || accounts_start(a->accounts, c, (db *)v.db, id, live) != 0)
         return respond_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "the database queue is full");
     return MHD_YES;
@@ -467,6 +471,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return dispatch(a, c, url, method);
 }
 
+/* A request ended (answered, or the client went away while its answer was prepared): what
+ * GET /accounts kept for it goes. */
+static void on_completed(void *cls, struct MHD_Connection *c, void **state,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)state;
+    (void)toe;
+    admin *a = cls;
+    if (a->accounts)
+        accounts_forget(a->accounts, c);
+}
+
 /* ====================================================================== The loop */
 
 static void drive(admin *a)
@@ -524,7 +540,7 @@ admin *admin_start(struct ev_loop *loop, const char *listen, const char *token,
     }
     a->loop = loop;
     a->hooks = *hooks;
-    a->accounts = accounts_requests_new(wake_mhd, a);
+    a->accounts = accounts_requests_new(loop, wake_mhd, a);
     unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     if (addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
@@ -535,7 +551,8 @@ admin *admin_start(struct ev_loop *loop, const char *listen, const char *token,
         flags, port, NULL, NULL, on_request, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)HEADER_MEMORY, MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, a, MHD_OPTION_END);
     const union MHD_DaemonInfo *info =
         a->mhd ? MHD_get_daemon_info(a->mhd, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
     if (!info) {

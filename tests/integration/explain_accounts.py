@@ -12,10 +12,13 @@ simulator over loopback:
   delivery to the webhook receiver.
 The same facts come from /accounts (live engine, bearer token) and from --explain (the
 database, with the engines asked over LISTEN/NOTIFY), in JSON and in text; with the engine
-stopped, --explain still reports what the database has and says no engine answered.
+stopped, --explain still reports what the database has and says no engine answered. A
+report the database does not answer is a 503 after 10 s, never a connection held for good.
 """
 
 import json
+import threading
+import time
 
 import adminhttp as admin
 import harness
@@ -164,6 +167,54 @@ def test_accounts_and_explain(ctx):
               "version" in text, "--explain with no engine:\n%s\n%s" % (text, err))
     finally:
         receiver.close()
+        server.close()
+
+
+def test_accounts_never_waits_long_for_the_database(ctx):
+    """A report that the database does not answer (a table it reads is locked) is answered
+    503 after the 10 s deadline, and the endpoint keeps serving meanwhile; with PostgreSQL
+    gone /accounts says so at once; afterwards it answers again."""
+    server = pgserver.PgServer()
+    try:
+        gdb = pgserver.GameDb.create(server, "explain_wait")
+        sim = ctx.start_sim("--payout-interval", "2")
+        pgserver.migrate(ctx, gdb)
+        gdb.add_players(harness.make_players(1))
+        port = admin.free_port()
+        eng = ctx.start_engine([], pgserver.engine_settings(
+            sim, gdb, ADMIN_LISTEN="127.0.0.1:%d" % port, ADMIN_TOKEN=TOKEN))
+        admin.wait_listening(eng, port)
+        wait_report(port, 1, lambda r: r["player"] is not None, "player 1's report")
+
+        locker = threading.Thread(target=gdb.sql, args=(
+            "BEGIN; LOCK TABLE m2p_held_awards IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(14); "
+            "COMMIT;",), daemon=True)
+        locker.start()
+        harness.wait_until(lambda: gdb.value(
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+            " WHERE c.relname = 'm2p_held_awards' AND l.mode = 'AccessExclusiveLock'"
+            " AND l.granted") == "1", 20, "the lock on m2p_held_awards")
+        result = {}
+        waiting = threading.Thread(target=lambda: result.update(r=accounts(port, 1)))
+        waiting.start()
+        time.sleep(1)
+        check(admin.request(port, "/healthz")[0] == 200,
+              "/healthz did not answer while /accounts waited for the database")
+        waiting.join(30)
+        status, _, body = result["r"]
+        check(status == 503 and "within 10 s" in body,
+              "a report the database does not answer: %d %s" % (status, body))
+        locker.join(30)
+        wait_report(port, 1, lambda r: r["player"] is not None, "the report once unlocked")
+
+        server.stop()
+        harness.wait_until(lambda: accounts(port, 1)[0] == 503 and "unreachable" in
+                           accounts(port, 1)[2], 30, "/accounts 503 without the database")
+        server.start()
+        wait_report(port, 1, lambda r: r["player"] is not None, "the report after the restart")
+        rc = eng.stop()
+        eng.expect_clean_exit(rc)
+    finally:
         server.close()
 
 
