@@ -37,7 +37,7 @@ BUCKETS = [
      {"script_json_push_text"}),
     ("script_poll: JSON decode of the previous state", {"script_json_decode_fn"}),
     ("script_poll: Lua (pipeline, cpu-pool parse, rewards), tables, GC",
-     {"script_poll", "poll_entry", "run_protected"}),
+     {"script_poll", "poll_entry", "script_run_protected"}),
     ("script_request_build (Lua)", {"script_request_build", "request_entry"}),
     ("libcurl: easy handle create + setopt per request (transfer_new)",
      {"transfer_new", "curl_easy_init", "curl_easy_setopt", "configure_transfer"}),
