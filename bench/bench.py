@@ -52,6 +52,17 @@ from datetime import datetime, timezone
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 TICK = os.sysconf("SC_CLK_TCK")
+# The engine polls through the shipped pools/ directory, cpu-pool alone: CPU_POOL_CONCURRENCY
+# is the C connections wrk gets too, and there is no per_second cap. rplant and zpool are
+# disabled: they would poll the same wallets at their real hosts (only loopback traffic here).
+POOLS = os.path.join(ROOT, "pools")
+
+
+def pool_env(connections):
+    return {"CPU_POOL_CONCURRENCY": str(connections), "CPU_POOL_PER_SECOND": "0",
+            "RPLANT_ENABLED": "false", "ZPOOL_ENABLED": "false"}
+
+
 ACCOUNTS_FORMAT = 2  # bump when wallet() or the file layout changes (cached files are reused)
 
 # ------------------------------------------------------------------------------ accounts
@@ -317,10 +328,10 @@ def log_time(record):
 def run_engine(args, sim, n, accounts):
     quiet = wait_for_quiet(args)
     argv = pinned(args.client_cpu, [args.engine, "--once", "--env-file", "",
-                                    "--accounts", accounts, "--pools", os.path.join(HERE, "pools"),
+                                    "--accounts", accounts, "--pools", POOLS,
                                     "--scripts", os.path.join(ROOT, "scripts")])
     env = dict(os.environ, CPU_POOL_URL=sim.url, LOG_LEVEL="info", LOG_FORMAT="json",
-               BENCH_CONCURRENCY=str(args.connections))
+               **pool_env(args.connections))
     s0, c0 = sim.cpu(), cpu_times()
     t_start = time.time()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -11,7 +11,7 @@ and measures, in one run and beside each other:
   D. the service, several intervals: steady state, where unchanged polls are batched
 
 Prints a markdown table. A benchmark, not a test: nothing here can fail on a slow machine.
-Usage: python3 bench/db_bench.py [--players N] [--interval S] [--cycles K]
+Usage: [M2P_BUILD=build-x] python3 bench/db_bench.py [--players N] [--interval S] [--cycles K]
 """
 import argparse
 import json
@@ -24,10 +24,12 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 from pgserver import PgServer  # noqa: E402
-from bench import wallet  # noqa: E402  (checksum-valid ADVC addresses, distinct per i)
+from bench import POOLS, pool_env, wallet  # noqa: E402  (wallet: checksum-valid, distinct per i)
 
-ENGINE = os.path.join(ROOT, "build", "m2p-engine")
-SIM = os.path.join(ROOT, "build", "tests", "sim", "m2p-sim")
+# M2P_BUILD: the build directory to measure (default build/).
+BUILD = os.path.join(ROOT, os.environ.get("M2P_BUILD", "build"))
+ENGINE = os.path.join(BUILD, "m2p-engine")
+SIM = os.path.join(BUILD, "tests", "sim", "m2p-sim")
 
 
 def start_sim():
@@ -83,13 +85,17 @@ def main():
         pg.createdb("bench")
         env = dict(os.environ, CPU_POOL_URL=base + "/api/worker_stats", LOG_LEVEL="info",
                    LOG_FORMAT="json", DATABASE_URL=pg.conninfo("bench"),
-                   POLL_INTERVAL_SECONDS=str(o.interval))
+                   POLL_INTERVAL_SECONDS=str(o.interval), **pool_env(64))
         subprocess.run([ENGINE, "--migrate", "--env-file", ""], env=env, check=True,
                        stdout=subprocess.DEVNULL)
-        pg.sql("INSERT INTO players (username, email, wallet_address, verified, active) "
-               "SELECT 'p' || g, 'p' || g || '@example.com', 'A' || lpad(g::text, 33, '0'), "
-               "true, true FROM generate_series(1, %d) g" % o.players, db="bench")
-        pools = ["--pools", os.path.join(ROOT, "bench", "pools")]
+        # The same checksum-valid wallets as the accounts file (base58: safe in a literal);
+        # the pool scripts refuse any other before a request.
+        wallets = ",".join("'%s'" % wallet(i) for i in range(1, o.players + 1))
+        pg.script("INSERT INTO players (username, email, wallet_address, verified, active) "
+                  "SELECT 'p' || g, 'p' || g || '@example.com', w, true, true "
+                  "FROM unnest(ARRAY[%s]) WITH ORDINALITY AS t(w, g) ORDER BY g;" % wallets,
+                  db="bench")
+        pools = ["--pools", POOLS]
         no_db = dict(env)
         no_db.pop("DATABASE_URL")
         rows = []
@@ -110,7 +116,7 @@ def main():
         seconds = o.interval * (len(cycles) - 2)
         rows.append("| D. database, service, steady state (%d s) | %d | %.0f (scheduled) | %.4f |"
                     % (seconds, polls, polls / max(seconds, 1), statements / max(polls, 1)))
-        print("%d accounts (cpu-pool only), bench/pools (concurrency 64), POLL_INTERVAL_SECONDS=%d"
+        print("%d accounts (cpu-pool only), pools/ with CPU_POOL_CONCURRENCY=64, CPU_POOL_PER_SECOND=0, POLL_INTERVAL_SECONDS=%d"
               % (o.players, o.interval))
         print()
         print("| run | polls | polls/s | statements per poll |")

@@ -325,7 +325,11 @@ def engine_settings(args, gdb, sim_base, ports):
         "DATABASE_URL": gdb.conninfo(),
         "CPU_POOL_URL": sim_base + "/api/worker_stats",
         "POLL_INTERVAL_SECONDS": str(args.poll_interval),
-        "BENCH_CONCURRENCY": "64",
+        # the shipped pools/, cpu-pool alone (bench.py's pool_env): loopback traffic only
+        "CPU_POOL_CONCURRENCY": "64",
+        "CPU_POOL_PER_SECOND": "0",
+        "RPLANT_ENABLED": "false",
+        "ZPOOL_ENABLED": "false",
         "MAX_AWARD_ADVC": "0",
         "LOG_LEVEL": "info",
         "LOG_FORMAT": "json",
@@ -356,7 +360,7 @@ def end_to_end(args, work):
                     stdin=subprocess.PIPE, stderr_dir=work)
         procs.append(lis)
         lis.wait_line(lambda l: l == "listening", 30, "LISTEN")
-        eng = Lines("engine", [engine, "--env-file", "", "--pools", os.path.join(HERE, "pools"),
+        eng = Lines("engine", [engine, "--env-file", "", "--pools", os.path.join(ROOT, "pools"),
                                "--scripts", os.path.join(ROOT, "scripts")],
                     env=engine_settings(args, gdb, sim_base, ports), stderr_dir=work)
         procs.append(eng)

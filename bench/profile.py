@@ -37,12 +37,13 @@ BUCKETS = [
      {"script_json_push_text"}),
     ("script_poll: JSON decode of the previous state", {"script_json_decode_fn"}),
     ("script_poll: Lua (pipeline, cpu-pool parse, rewards), tables, GC",
-     {"script_poll", "poll_entry", "script_run_protected"}),
+     {"script_poll", "script_poll_checked_wallet", "poll_entry", "script_run_protected"}),
     ("script_request_build (Lua)", {"script_request_build", "request_entry"}),
-    ("libcurl: easy handle create + setopt per request (transfer_new)",
-     {"transfer_new", "curl_easy_init", "curl_easy_setopt", "configure_transfer"}),
-    ("libcurl: easy handle cleanup per request (transfer_free)",
-     {"transfer_free", "curl_easy_cleanup"}),
+    ("libcurl: easy handle from the pool + setopt per request (transfer_new)",
+     {"transfer_new", "transfer_acquire", "curl_easy_init", "curl_easy_setopt",
+      "configure_request"}),
+    ("libcurl: easy handle back to the pool or cleanup (transfer_recycle, transfer_free)",
+     {"transfer_recycle", "transfer_free", "curl_easy_cleanup"}),
     ("kernel: send() of the request (loopback TCP, waking the server)",
      {"__libc_send", "__send", "send", "__libc_sendto", "sendto", "__GI___send"}),
     ("kernel: recv() of the response", {"__libc_recv", "__recv", "recv", "recvfrom"}),
@@ -86,7 +87,9 @@ def classify(frames):
 # callgrind: (label, function name as callgrind_annotate prints it)
 CALLGRIND_ENTRIES = [
     ("everything after start-up (ev_run)", "ev_run"),
-    ("script_poll", "engine/script/script.c:script_poll"),
+    ("script_poll", "engine/script/script_calls.c:script_poll"),
+    ("script_poll (wallet checked by the poller)",
+     "engine/script/script_calls.c:script_poll_checked_wallet"),
     ("script_poll > JSON encode of observation + state",
      "engine/script/script_json.c:script_json_encode_fn"),
     ("script_poll > JSON encode > cJSON_PrintUnformatted", "cJSON_PrintUnformatted"),
@@ -94,35 +97,28 @@ CALLGRIND_ENTRIES = [
     ("script_poll > JSON encode > sscanf (cJSON round-trip check)", "__isoc99_sscanf"),
     ("script_poll > JSON decode of the response body",
      "engine/script/script_json.c:script_json_push_text"),
+    ("script_poll > JSON decode of the response body (script_json_set_response)",
+     "engine/script/script_json.c:script_json_set_response"),
     ("script_poll > JSON decode > cJSON_Parse", "cJSON_ParseWithLengthOpts"),
     ("script_poll > JSON decode of the previous state",
      "engine/script/script_json.c:script_json_decode_fn"),
-    ("script_request_build", "engine/script/script.c:script_request_build"),
+    ("script_request_build", "engine/script/script_calls.c:script_request_build"),
     ("libcurl: curl_multi_socket_action", "curl_multi_socket_action"),
     ("libcurl: curl_multi_socket_action > curl_mvaprintf", "curl_mvaprintf"),
     ("libcurl: curl_easy_init (per request)", "curl_easy_init"),
     ("libcurl: curl_easy_setopt (per request)", "curl_easy_setopt"),
     ("libcurl: curl_easy_cleanup (per request)", "curl_easy_cleanup"),
+    ("libcurl: curl_easy_reset (per request)", "curl_easy_reset"),
     ("scheduler_next", "engine/poll/scheduler.c:scheduler_next"),
     ("start-up: players_load_file", "engine/store/players.c:players_load_file"),
 ]
 
 
-def run_callgrind(args, sim):
-    accounts = bench.accounts_file(args.out_dir, args.callgrind_accounts)
-    out = os.path.join(args.out_dir, "engine.callgrind")
-    env = dict(os.environ, CPU_POOL_URL=sim.url, LOG_LEVEL="warning",
-               BENCH_CONCURRENCY=str(args.connections))
-    argv = bench.pinned(args.client_cpu, [
-        "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", args.engine, "--once",
-        "--env-file", "", "--accounts", accounts, "--pools", os.path.join(HERE, "pools"),
-        "--scripts", os.path.join(bench.ROOT, "scripts")])
-    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-    text = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", out],
+def callgrind_inclusive(path):
+    """(total instructions, {CALLGRIND_ENTRIES key: inclusive instructions}) of one callgrind
+    profile, read through callgrind_annotate. A key that never ran is absent."""
+    text = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", path],
                           capture_output=True, text=True, check=True).stdout
-    if not args.keep:
-        os.unlink(out)
     total = None
     incl = {}
     for line in text.splitlines():
@@ -140,6 +136,23 @@ def run_callgrind(args, sim):
             if key == func or func.endswith(":" + short) or func == "???:" + short or \
                     func.endswith("/" + key):
                 incl.setdefault(key, n)
+    return total, incl
+
+
+def run_callgrind(args, sim):
+    accounts = bench.accounts_file(args.out_dir, args.callgrind_accounts)
+    out = os.path.join(args.out_dir, "engine.callgrind")
+    env = dict(os.environ, CPU_POOL_URL=sim.url, LOG_LEVEL="warning",
+               **bench.pool_env(args.connections))
+    argv = bench.pinned(args.client_cpu, [
+        "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", args.engine, "--once",
+        "--env-file", "", "--accounts", accounts, "--pools", bench.POOLS,
+        "--scripts", os.path.join(bench.ROOT, "scripts")])
+    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    total, incl = callgrind_inclusive(out)
+    if not args.keep:
+        os.unlink(out)
     n = args.callgrind_accounts
     print(f"callgrind, m2p-engine --once, {n} accounts, C = {args.connections}: "
           f"{total / n:,.0f} instructions/poll in total (start-up included)")
@@ -193,11 +206,11 @@ def run_perf(args, sim):
     accounts = bench.accounts_file(args.out_dir, args.accounts)
     data = os.path.join(args.out_dir, "engine.perf.data")
     env = dict(os.environ, CPU_POOL_URL=sim.url, LOG_LEVEL="warning",
-               BENCH_CONCURRENCY=str(args.connections))
+               **bench.pool_env(args.connections))
     argv = ["perf", "record", "-q", "-e", "cpu-clock", "-F", str(args.freq),
             "--call-graph", "dwarf,16384", "-o", data, "--"] + bench.pinned(
                 args.client_cpu, [args.engine, "--once", "--env-file", "", "--accounts", accounts,
-                                  "--pools", os.path.join(HERE, "pools"),
+                                  "--pools", bench.POOLS,
                                   "--scripts", os.path.join(bench.ROOT, "scripts")])
     subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
     with tempfile.TemporaryFile("w+") as tmp:

@@ -9,7 +9,8 @@
 #   - measures wrk (-t1 -c C) against it as the ceiling: the engine's exact request, cycling
 #     through the same N wallets as the engine's accounts file (bench/wrk-wallets.lua);
 #   - runs `m2p-engine --once` polling N accounts (N = 10k, 100k, 1M) through
-#     bench/pools/cpu-pool.lua (limits = {concurrency = C}, no per_second) against it;
+#     the shipped pools/cpu-pool.lua (CPU_POOL_CONCURRENCY=C, CPU_POOL_PER_SECOND=0; rplant
+#     and zpool disabled) against it;
 #     wrk and the engine each get CPU 1, and both use the same C (default 64) connections;
 #   - runs build/bench/http_bench (the engine's HTTP layer alone, no Lua) the same way, and
 #     build/bench/script_bench (script_poll alone, JIT off vs on);
@@ -28,13 +29,29 @@
 #   --quiet-busy 10 --quiet-wait 20 (wait for an idle machine before each phase)
 # About 7 minutes on the reference machine (docs/performance.md); the 1M accounts file is
 # generated once (94 MB, in $TMPDIR/m2p-bench) and reused.
+#
+# Then bench/instructions.py: instructions per poll under valgrind's callgrind (a first poll and
+# a steady-state poll, each the difference of two runs, with the split by component), about
+# 3 more minutes. Instructions, unlike time, are stable on a shared machine.
+#   bench/run.sh --instructions-only [options passed to bench/instructions.py]
+#       only that part (its options: bench/instructions.py --help, e.g. --no-steady)
+#   bench/run.sh --no-instructions [options passed to bench/bench.py]
+#       only the timed part, as before
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$ROOT/build}
 cd "$ROOT"
 
-for tool in wrk taskset python3 cmake; do
+mode=all
+case "${1:-}" in
+  --instructions-only) mode=instructions; shift ;;
+  --no-instructions) mode=timed; shift ;;
+esac
+tools="taskset python3 cmake"
+[ "$mode" = instructions ] || tools="wrk $tools"
+[ "$mode" = timed ] || tools="valgrind $tools"
+for tool in $tools; do
   command -v "$tool" >/dev/null 2>&1 || {
     echo "bench: $tool is missing (tests/install-deps.sh installs what the project needs)" >&2
     exit 1
@@ -45,11 +62,13 @@ if [ "$(nproc)" -lt 2 ]; then
   exit 1
 fi
 
+targets="m2p-engine m2p-sim"
+[ "$mode" = instructions ] || targets="$targets script_bench http_bench"
 build_log=$(mktemp "${TMPDIR:-/tmp}/m2p-bench-build.XXXXXX")
 if ! { [ -f "$BUILD_DIR/CMakeCache.txt" ] || cmake -S "$ROOT" -B "$BUILD_DIR"; } \
      >"$build_log" 2>&1 ||
    ! cmake --build "$BUILD_DIR" -j"$(nproc)" \
-       --target m2p-engine m2p-sim script_bench http_bench >>"$build_log" 2>&1; then
+       --target $targets >>"$build_log" 2>&1; then
   cat "$build_log" >&2
   echo "bench: the build failed" >&2
   rm -f "$build_log"
@@ -57,5 +76,11 @@ if ! { [ -f "$BUILD_DIR/CMakeCache.txt" ] || cmake -S "$ROOT" -B "$BUILD_DIR"; }
 fi
 rm -f "$build_log"
 
-exec python3 "$ROOT/bench/bench.py" --build-dir "$BUILD_DIR" \
-  --command "bench/run.sh${*:+ $*}" "$@"
+if [ "$mode" = instructions ]; then
+  exec python3 "$ROOT/bench/instructions.py" --build-dir "$BUILD_DIR" "$@"
+fi
+python3 "$ROOT/bench/bench.py" --build-dir "$BUILD_DIR" --command "bench/run.sh${*:+ $*}" "$@"
+if [ "$mode" = all ]; then
+  echo
+  python3 "$ROOT/bench/instructions.py" --build-dir "$BUILD_DIR"
+fi

@@ -2,7 +2,11 @@
  *
  * This is the only part of the engine that talks to libcurl. A client owns one curl multi
  * handle, so every request made through it shares the connection cache (keep-alive, HTTP/2
- * multiplexing where the server offers it), the DNS cache and the TLS session cache.
+ * multiplexing where the server offers it), the DNS cache and the TLS session cache. It
+ * also reuses libcurl's per-request handles and builds one request header list per distinct
+ * set of headers (engine/http_headers.h): every option a request can set is set again for
+ * each request, so nothing of one request (headers, proxy, interface, timeout, redirect
+ * policy, a POST body) carries over into the next.
  *
  * Threading: a client belongs to the thread running its loop; every function below (and
  * every completion callback) runs on that thread. Nothing here blocks: DNS resolution uses

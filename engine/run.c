@@ -421,7 +421,9 @@ static void on_leave_timeout(struct ev_loop *loop, ev_timer *w, int revents)
     ev_break(loop, EVBREAK_ONE);
 }
 
-static void on_leave_check(struct ev_loop *loop, ev_check *w, int revents)
+/* An ev_prepare, run before the loop blocks, i.e. after the callbacks of the last answers:
+ * an ev_check runs before them, so the loop slept on until LEAVE_TIMEOUT after the last one. */
+static void on_leave_check(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     (void)revents;
     app *a = w->data;
@@ -441,15 +443,15 @@ static void close_database(app *a)
     membership_leave(a->members);
     db_store_close(a->store);
     ev_timer timeout;
-    ev_check check;
+    ev_prepare check;
     ev_timer_init(&timeout, on_leave_timeout, LEAVE_TIMEOUT, 0);
-    ev_check_init(&check, on_leave_check);
+    ev_prepare_init(&check, on_leave_check);
     check.data = a;
     ev_timer_start(a->loop, &timeout);
-    ev_check_start(a->loop, &check);
+    ev_prepare_start(a->loop, &check);
     ev_run(a->loop, 0);
     ev_timer_stop(a->loop, &timeout);
-    ev_check_stop(a->loop, &check);
+    ev_prepare_stop(a->loop, &check);
     db_free(a->db);
     a->db = NULL;
     explain_responder_free(a->explainer); /* no notification can come any more */

@@ -70,7 +70,9 @@ local pool = {
   -- up by prefix, so a truncated wallet would be answered with another miner's figures.
   wallet_pattern = m2p.advc_address,
   enabled = m2p.env_bool("CPU_POOL_ENABLED", true),
-  limits = { concurrency = 8, per_second = 10 },
+  -- CPU_POOL_CONCURRENCY and CPU_POOL_PER_SECOND (0 = no cap) from the settings.
+  limits = { concurrency = m2p.env_limit("CPU_POOL_CONCURRENCY", 8, true),
+             per_second = m2p.env_limit("CPU_POOL_PER_SECOND", 10) },
 }
 
 function pool.request(wallet)

@@ -84,7 +84,9 @@ local pool = {
   currency = "ADVC",
   wallet_pattern = m2p.advc_address, -- a whole, checksum-valid ADVC address
   enabled = m2p.env_bool("RPLANT_ENABLED", true),
-  limits = { concurrency = 8, per_second = 10 },
+  -- RPLANT_CONCURRENCY and RPLANT_PER_SECOND (0 = no cap) from the settings.
+  limits = { concurrency = m2p.env_limit("RPLANT_CONCURRENCY", 8, true),
+             per_second = m2p.env_limit("RPLANT_PER_SECOND", 10) },
   metadata = DIV2 == nil and { url = DASH_URL, refresh = 3600, parse = parse_dash } or nil,
 }
 

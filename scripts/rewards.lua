@@ -412,9 +412,10 @@ local function explain_payouts(acc)
   local text = {
     baseline = string.format("%d payout id(s) known, the newest paid at %s", n,
       n > 0 and when(newest) or "(none)"),
-    next_award = string.format("a payout whose tx id is not among the %d known and that is "
-      .. "newer than %s (older ones are forgotten or were missed)", n,
-      when(math.max(acc.clock or 0, newest) - TX_MEMORY_SECONDS)),
+    next_award = n == 0 and "any payout the pool lists from now on"
+      or string.format("a payout whose tx id is not among the %d known and that is newer than "
+        .. "%s (older ones are forgotten or were missed)", n,
+        when(math.max(acc.clock or 0, newest) - TX_MEMORY_SECONDS)),
   }
   if acc.counted_until then
     text.next_award = text.next_award .. string.format("; payouts up to %s were counted by the "

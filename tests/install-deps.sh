@@ -10,7 +10,7 @@ set -euo pipefail
 
 run_packages=(
   build-essential cmake pkg-config
-  libluajit-5.1-dev libcurl4-openssl-dev libpq-dev libcjson-dev libev-dev libssl-dev
+  libluajit-5.1-dev libcurl4-openssl-dev libpq-dev libcjson-dev libyajl-dev libev-dev libssl-dev
   libmicrohttpd-dev libsystemd-dev
   postgresql
 )

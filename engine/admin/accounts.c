@@ -169,6 +169,13 @@ static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
 int accounts_start(accounts_requests *q, struct MHD_Connection *c, db *d, int64_t player,
                    cJSON *live)
 {
+    size_t waiting = 0;
+    for (pending *w = q->head; w; w = w->next)
+        waiting += !w->done;
+    if (waiting >= ACCOUNTS_MAX_WAITING) {
+        cJSON_Delete(live);
+        return ACCOUNTS_BUSY;
+    }
     pending *p = calloc(1, sizeof *p);
     if (!p) {
         cJSON_Delete(live);

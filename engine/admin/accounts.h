@@ -31,8 +31,12 @@ void accounts_requests_free(accounts_requests *q);
 /* Parses the player=ID argument: true with *id, or false with the reason in err. */
 bool accounts_player_arg(const char *text, int64_t *id, char *err, size_t errlen);
 
+#define ACCOUNTS_MAX_WAITING 8 /* suspended at once: the endpoint has 32 connections */
+#define ACCOUNTS_BUSY (-2)
+
 /* Starts the report query for `c` and suspends it. Takes `live` (a poller_explain array).
- * 0, or -1 when the query could not be queued (the caller answers 503). */
+ * 0; ACCOUNTS_BUSY when ACCOUNTS_MAX_WAITING requests wait already; -1 when the query could
+ * not be queued (the caller answers 503 to both). */
 int accounts_start(accounts_requests *q, struct MHD_Connection *c, db *d, int64_t player,
                    cJSON *live);
 

@@ -44,6 +44,7 @@ struct admin {
     char last_error[256]; /* MHD's last message, for admin_start's error */
     admin_hooks hooks;
     accounts_requests *accounts; /* GET /accounts waiting for the database */
+    bool loopback;               /* listening on a loopback address: Host must name one */
 };
 
 /* ================================================================ Listen address */
@@ -349,8 +350,15 @@ static enum MHD_Result get_accounts(admin *a, struct MHD_Connection *c)
         cJSON_Delete(live);
         return respond_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "the database is unreachable");
     }
-    if (!a->accounts || accounts_start(a->accounts, c, (db *)v.db, id, live) != 0)
-        return respond_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "the database queue is full");
+    if (!a->accounts) {
+        cJSON_Delete(live);
+        return respond_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
+    }
+    int started = accounts_start(a->accounts, c, (db *)v.db, id, live);
+    if (started != 0)
+        return respond_error(c, MHD_HTTP_SERVICE_UNAVAILABLE,
+                             started == ACCOUNTS_BUSY ? "too many /accounts requests waiting"
+                                                      : "the database queue is full");
     return MHD_YES;
 }
 
@@ -416,9 +424,42 @@ static bool authorized(const admin *a, struct MHD_Connection *c)
     return token_matches(h + sizeof prefix - 1, a->token);
 }
 
+/* DNS rebinding: a web page an operator opens may resolve its own name to 127.0.0.1 and read
+ * the endpoint from the browser. Such a request names that host in Host; a request meant for
+ * a loopback endpoint names localhost or a loopback address. */
+static bool host_allowed(const admin *a, struct MHD_Connection *c)
+{
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+    if (!a->loopback || !h)
+        return true; /* HTTP/1.0 may send none; a non-loopback endpoint has its token */
+    char name[64];
+    size_t n;
+    if (h[0] == '[') {
+        const char *end = strchr(h, ']');
+        n = end ? (size_t)(end - h - 1) : sizeof name;
+        h++;
+    } else {
+        n = strcspn(h, ":");
+    }
+    if (n == 0 || n >= sizeof name)
+        return false;
+    memcpy(name, h, n);
+    name[n] = '\0';
+    struct in_addr v4;
+    struct in6_addr v6;
+    if (strcasecmp(name, "localhost") == 0)
+        return true;
+    if (inet_pton(AF_INET, name, &v4) == 1)
+        return (ntohl(v4.s_addr) >> 24) == 127;
+    return inet_pton(AF_INET6, name, &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+}
+
 static enum MHD_Result dispatch(admin *a, struct MHD_Connection *c, const char *url,
                                 const char *method)
 {
+    if (!host_allowed(a, c))
+        return respond_error(c, MHD_HTTP_FORBIDDEN,
+                             "the Host header names another host: use 127.0.0.1 or localhost");
     const route *r = NULL;
     for (size_t i = 0; !r && i < sizeof routes / sizeof routes[0]; i++)
         if (strcmp(routes[i].path, url) == 0)
@@ -538,6 +579,7 @@ admin *admin_start(struct ev_loop *loop, const char *listen, const char *token,
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    a->loopback = loopback;
     a->loop = loop;
     a->hooks = *hooks;
     a->accounts = accounts_requests_new(loop, wake_mhd, a);
@@ -567,7 +609,7 @@ admin *admin_start(struct ev_loop *loop, const char *listen, const char *token,
     ev_io_start(loop, &a->io);
     ev_timer_start(loop, &a->timer);
     log_message(LOG_INFO, "admin_listening", "admin endpoint on http://%s/ (token %s)", listen,
-                a->token[0] ? "required for POST /reload" : "not set");
+                a->token[0] ? "required for POST /reload and GET /accounts" : "not set");
     return a;
 }
 

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "utf8.h"
 
 #define MAX_ACCOUNTS 256 /* per player answered (a player has one account per pool) */
 #define TEXT_CUT 300     /* characters kept of a long text when an entry is too large */
@@ -17,9 +18,9 @@ struct explain_responder {
     char *engine_id;
     cJSON *(*live)(void *user, int64_t player);
     void *user;
-    time_t second; /* the second `answered` counts in */
-    int answered;
-    bool flood_logged;
+    time_t second;     /* the second `answered` and `invalid` count in */
+    int answered;      /* valid requests this second */
+    int invalid;       /* malformed ones this second (logged once) */
 };
 
 bool explain_request_parse(const char *payload, char *reply, size_t reply_len, int64_t *player)
@@ -66,6 +67,8 @@ static void cut_texts(cJSON *o)
 char *explain_entry_payload(const cJSON *entry)
 {
     char *text = cJSON_PrintUnformatted(entry);
+    if (text)
+        utf8_scrub(text); /* pg_notify refuses invalid UTF-8: the whole answer would be lost */
     if (text && strlen(text) <= EXPLAIN_PAYLOAD_MAX)
         return text;
     free(text);
@@ -131,6 +134,16 @@ out:
     cJSON_Delete(live);
 }
 
+/* The counts are per second: a new second starts them again. */
+static void start_second(explain_responder *r)
+{
+    time_t now = time(NULL);
+    if (now != r->second) {
+        r->second = now;
+        r->answered = r->invalid = 0;
+    }
+}
+
 static void on_request(void *user, const char *channel, const char *payload)
 {
     (void)channel;
@@ -139,23 +152,20 @@ static void on_request(void *user, const char *channel, const char *payload)
     int64_t player;
     if (!payload)
         return; /* (re)subscribed: nothing to catch up on, a request is answered or lost */
-    time_t now = time(NULL);
-    if (now != r->second) {
-        r->second = now;
-        r->answered = 0;
-        r->flood_logged = false;
+    start_second(r);
+    /* Junk is counted apart: it must not crowd out real requests. */
+    if (!explain_request_parse(payload, reply_channel, sizeof reply_channel, &player)) {
+        if (r->invalid++ == 0)
+            log_message(LOG_WARNING, "explain_request_invalid",
+                        "a NOTIFY on " EXPLAIN_CHANNEL " that is not '<reply channel> <player "
+                        "id>' (said once a second)");
+        return;
     }
     if (++r->answered > PER_SECOND) {
-        if (!r->flood_logged)
+        if (r->answered == PER_SECOND + 1)
             log_message(LOG_WARNING, "explain_requests_dropped",
                         "more than %d --explain requests in one second: the rest are ignored",
                         PER_SECOND);
-        r->flood_logged = true;
-        return;
-    }
-    if (!explain_request_parse(payload, reply_channel, sizeof reply_channel, &player)) {
-        log_message(LOG_WARNING, "explain_request_invalid",
-                    "a NOTIFY on " EXPLAIN_CHANNEL " that is not '<reply channel> <player id>'");
         return;
     }
     reply(r, reply_channel, r->live(r->user, player));

@@ -11,8 +11,9 @@
 void cli_db_error(FILE *out, const char *prefix, const char *conninfo, const char *what,
                   const char *detail);
 
-/* `text` with each control character (a tab that would shift columns, a terminal escape)
- * printed as '?'. NULL prints nothing. */
+/* `text` with each control character (a tab that would shift columns, a terminal escape, a
+ * C1 control, a bidirectional override) and each byte of invalid UTF-8 printed as '?'. NULL
+ * prints nothing. */
 void cli_put_clean(FILE *out, const char *text);
 
 #endif

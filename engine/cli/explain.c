@@ -68,13 +68,27 @@ static int drain(PGconn *conn, const char *channel, cJSON *live)
     return done;
 }
 
+/* A reply channel nobody can guess (a guessed one could be answered by anyone who can
+ * NOTIFY): 64 random bits; the pid and the clock if /dev/urandom cannot be read. */
+static void reply_channel(char *buf, size_t len)
+{
+    uint64_t r = ((uint64_t)getpid() << 32) ^ (uint64_t)(now_seconds() * 1e9);
+    FILE *f = fopen("/dev/urandom", "rb");
+    if (f) {
+        uint64_t x;
+        if (fread(&x, sizeof x, 1, f) == 1)
+            r = x;
+        fclose(f);
+    }
+    snprintf(buf, len, EXPLAIN_REPLY_PREFIX "%016llx", (unsigned long long)r);
+}
+
 /* Asks every engine; returns their entries and how many engines answered. */
 static cJSON *ask_engines(PGconn *conn, const char *url, const char *id, int engines,
                           int *answered)
 {
     char channel[64], request[96];
-    snprintf(channel, sizeof channel, EXPLAIN_REPLY_PREFIX "%ld_%ld", (long)getpid(),
-             (long)(now_seconds() * 1000) % 100000000);
+    reply_channel(channel, sizeof channel);
     snprintf(request, sizeof request, "%s %s", channel, id);
     cJSON *live = cJSON_CreateArray();
     *answered = 0;
@@ -200,12 +214,13 @@ static void print_account(const cJSON *a, bool engines_answered)
     }
     if (cJSON_IsObject(l)) {
         print_live(l);
-        if (!str(l, "baseline") && !cJSON_IsNumber(version) && !str(l, "not_polled"))
-            line("baseline", "none yet: the first successful poll is the baseline");
-        return;
+        if (str(l, "baseline"))
+            return;
+    } else {
+        line("live", engines_answered ? "no running engine has this account"
+                                      : "unknown: no running engine answered");
     }
-    line("live", engines_answered ? "no running engine has this account"
-                                  : "unknown: no running engine answered");
+    /* No word from the rules (no engine, or the state is not read yet): the raw state. */
     char *acc = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(a, "accounted"));
     line("bookkeeping", acc);
     free(acc);

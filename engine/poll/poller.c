@@ -1,8 +1,11 @@
 /* The poller (see poller.h). Each poll is a small state carried through callbacks:
  *
- *   pump() -> start_poll(): store->load first if the account's state is not in memory
+ *   pump() -> start_poll(): the account's state first if it is not in memory: a page of its
+ *                   pool's states (poller_preload.c), else (or if the page did not settle
+ *                   it) store->load, which also claims the wallet
  *   send_request(): waits for the pool's first metadata fetch if it declares one and that
- *                   has not finished (pool_metadata.h), then script_request_build + http_get
+ *                   has not finished (pool_metadata.h), then the account's request
+ *                   (poller_requests.c: kept from the last poll, or built) + http_get
  *   on_response(): classify transport/HTTP failures, else script_poll
  *   commit(): hold awards above the limits (award_limits.h), then store->commit()
  *   on_committed(): advance the account state, log awards and held awards
@@ -15,8 +18,10 @@
  * time finishes without touching the account. Script generations are reference counted: a
  * reload swaps in a new one while polls that started with the old one finish with it.
  *
- * The structures live in poller_internal.h, shared with poller_wallets.c (wallet refusals) and
- * poller_pacing.c (max_interval warnings); the in-memory store is store_memory.c.
+ * This file keeps players, accounts, pool slots and the pump; one poll's path from start_poll
+ * to finish is poller_poll.c. The structures live in poller_internal.h, shared with
+ * poller_poll.c, poller_wallets.c (wallet refusals) and poller_pacing.c (max_interval
+ * warnings); the in-memory store is store_memory.c.
  */
 #include "poller.h"
 
@@ -29,6 +34,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "utf8.h"
 #include "poller_internal.h"
 #include "pool_metadata.h"
 #include "scheduler.h"
@@ -44,7 +50,7 @@ static generation *generation_new(script_runtime *rt)
     return g;
 }
 
-static void generation_release(generation *g)
+void poller_generation_release(generation *g)
 {
     if (g && --g->refs == 0) {
         script_runtime_free(g->rt);
@@ -77,7 +83,7 @@ static void index_grow(poller *p)
         index_insert(p, p->players[i].p.id, (uint32_t)i);
 }
 
-static player_entry *find_player(const poller *p, int64_t id)
+player_entry *poller_find_player(const poller *p, int64_t id)
 {
     if (!p->player_index_cap)
         return NULL;
@@ -164,12 +170,14 @@ static void deactivate(poller *p, uint32_t id)
     poller_set_refusal(p, a, REFUSED_NONE); /* refusal_logged stays: a flap of ownership is quiet */
     a->active = false;
     a->loaded = false;
+    a->page_missed = false; /* active again, it may be read in a page again */
     a->epoch++; /* a poll in flight finishes without touching the account */
     free(a->state_json);
     a->state_json = NULL;
     free(a->last_error); /* it was about a wallet or an ownership that no longer holds */
     a->last_error = NULL;
     a->last_poll_at = a->last_error_at = 0;
+    poller_request_forget(a); /* the wallet may change before it is active again */
 }
 
 static void activate(poller *p, uint32_t id)
@@ -180,6 +188,7 @@ static void activate(poller *p, uint32_t id)
     a->active = true;
     a->loaded = false; /* the store's state is read before the first poll */
     a->epoch++;
+    poller_request_forget(a);
     char canonical[WALLET_TEXT_MAX];
     if (poller_admit(p, id, canonical, sizeof canonical))
         poller_schedule(p, id);
@@ -234,7 +243,7 @@ static bool same_player(const player *a, const player *b)
 
 void poller_put_player(poller *p, const player *pl)
 {
-    player_entry *e = find_player(p, pl->id);
+    player_entry *e = poller_find_player(p, pl->id);
     if (e && e->present && same_player(&e->p, pl)) {
         e->seen = true;
         return; /* a refresh that changes nothing must not re-read every account */
@@ -259,7 +268,7 @@ void poller_put_player(poller *p, const player *pl)
 
 void poller_remove_player(poller *p, int64_t player_id)
 {
-    player_entry *e = find_player(p, player_id);
+    player_entry *e = poller_find_player(p, player_id);
     if (!e || !e->present)
         return;
     e->present = false;
@@ -338,8 +347,10 @@ static void log_pool_schedule(poller *p, uint16_t index, const script_pool *sp)
 static void map_pools(poller *p)
 {
     script_runtime *rt = p->gen->rt;
-    for (size_t i = 0; i < p->n_slots; i++)
+    for (size_t i = 0; i < p->n_slots; i++) {
         p->slots[i].script_index = -1;
+        poller_requests_reset(&p->slots[i]); /* a new generation: every request is rebuilt */
+    }
     for (size_t i = 0; i < script_pool_count(rt); i++) {
         const script_pool *sp = script_pool_at(rt, i);
         uint16_t index;
@@ -362,8 +373,6 @@ static void log_schedules(poller *p)
 }
 
 /* ======================================================================= Pump */
-
-static void start_poll(poller *p, uint32_t id);
 
 static void arm_wake(poller *p, double wake_at)
 {
@@ -428,17 +437,17 @@ static void drain_broken_pools(poller *p)
     }
 }
 
-static void pump(poller *p)
+void poller_pump(poller *p)
 {
     if (p->pumping || p->stopping || p->finished || !p->started)
         return;
     if (p->opts.once)
         drain_broken_pools(p);
-    p->pumping = true; /* a poll may finish synchronously and call pump() again */
+    p->pumping = true; /* a poll may finish synchronously and call poller_pump() again */
     double wake = HUGE_VAL;
     int64_t id;
     while (!p->stopping && (id = scheduler_next(p->sched, ev_now(p->loop), &wake)) >= 0)
-        start_poll(p, (uint32_t)id);
+        poller_start_poll(p, (uint32_t)id);
     p->pumping = false;
     arm_wake(p, wake);
 }
@@ -447,400 +456,7 @@ static void on_wake(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
-    pump(w->data);
-}
-
-/* ===================================================================== Finish */
-
-static bool current(const poll_ctx *c)
-{
-    const account *a = &c->p->accounts[c->account];
-    return a->active && a->epoch == c->epoch;
-}
-
-static void finish(poll_ctx *c, sched_result result, double retry_after)
-{
-    poller *p = c->p;
-    account *a = &p->accounts[c->account];
-    pool_slot *slot = &p->slots[a->slot];
-    if (result != SCHED_NOT_POLLED) {
-        slot->attempts++;
-        slot->successes += result == SCHED_OK;
-    }
-    a->in_flight = false;
-    if (result != SCHED_NOT_POLLED) {
-        a->last_poll_at = ev_now(p->loop);
-        a->last_result = (uint8_t)result;
-    }
-    if (current(c)) {
-        scheduler_done(p->sched, c->account, ev_now(p->loop), result, retry_after);
-        if (p->opts.once && result != SCHED_NOT_POLLED)
-            scheduler_remove(p->sched, c->account);
-    }
-    generation_release(c->gen);
-    for (size_t i = 0; c->held_why && i < c->outcome.n_awards; i++)
-        free(c->held_why[i]);
-    free(c->held_why);
-    free(c->held);
-    poll_outcome_clear(&c->outcome);
-    free(c->previous_state);
-    free(c);
-    p->in_flight--;
-    pump(p);
-    poller_check_finished(p);
-}
-
-static cJSON *poll_fields(const poll_ctx *c) { return poller_account_fields(c->p, c->account); }
-
-/* Keeps the failure for --explain and the status page; the log line is the caller's. */
-static void note_failure(const poll_ctx *c, const char *why)
-{
-    poller *p = c->p;
-    account *a = &p->accounts[c->account];
-    free(a->last_error);
-    a->last_error = strdup(why);
-    a->last_error_at = ev_now(p->loop);
-    metrics_record_failure(&p->metrics, p->slots[a->slot].metrics, player_of(p, c->account)->id,
-                           why);
-}
-
-static void log_poll_failure(const poll_ctx *c, const char *event, const char *error, long status)
-{
-    char why[512];
-    if (status)
-        snprintf(why, sizeof why, "%s (HTTP %ld)", error, status);
-    else
-        snprintf(why, sizeof why, "%s", error);
-    note_failure(c, why);
-    cJSON *f = poll_fields(c);
-    if (status)
-        cJSON_AddNumberToObject(f, "status", (double)status);
-    cJSON_AddStringToObject(f, "error", error);
-    log_emit(LOG_WARNING, event, f);
-}
-
-/* ===================================================================== Commit */
-
-static uint64_t fnv1a(const char *s)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
-    return h;
-}
-
-/* The stored state applies only to the wallet it was observed for: a changed wallet starts
- * from a new baseline. */
-static void adopt_stored(poll_ctx *c, const stored_account *stored)
-{
-    account *a = &c->p->accounts[c->account];
-    free(a->state_json);
-    a->state_json = NULL;
-    a->observation_hash = 0;
-    a->version = stored->found ? stored->version : 0;
-    /* The history belongs to the account, not to the wallet: a new wallet keeps the bar. */
-    a->history = stored->found ? stored->history : (award_history){0};
-    a->last_snapshot = ev_now(c->p->loop);
-    a->loaded = true;
-    if (!stored->found)
-        return;
-    if (stored->wallet && strcmp(stored->wallet, wallet_of(c->p, c->account)) != 0) {
-        cJSON *f = poll_fields(c);
-        cJSON_AddStringToObject(f, "message", "wallet changed: the next observation is a baseline");
-        log_emit(LOG_INFO, "account_rebaselined", f);
-        return;
-    }
-    a->state_json = copy_string(stored->state);
-    if (stored->observation_hash)
-        a->observation_hash = strtoull(stored->observation_hash, NULL, 16);
-}
-
-static void log_award(const poll_ctx *c, const award *aw)
-{
-    const player *pl = player_of(c->p, c->account);
-    cJSON *f = poll_fields(c);
-    cJSON_AddStringToObject(f, "username", pl->username ? pl->username : "");
-    cJSON_AddNumberToObject(f, "advc_amount", aw->advc);
-    cJSON_AddNumberToObject(f, "ap_awarded", aw->ap);
-    cJSON_AddStringToObject(f, "key", aw->key);
-    cJSON_AddStringToObject(f, "reason", aw->reason);
-    log_emit(LOG_INFO, "mining_reward_detected", f);
-}
-
-static void log_award_held(const poll_ctx *c, size_t i)
-{
-    const award *aw = &c->outcome.awards[i];
-    cJSON *f = poll_fields(c);
-    cJSON_AddStringToObject(f, "key", aw->key);
-    cJSON_AddNumberToObject(f, "advc", aw->advc);
-    cJSON_AddNumberToObject(f, "ap", aw->ap);
-    cJSON_AddStringToObject(f, "why", hold_reason_setting(c->held[i]));
-    cJSON_AddStringToObject(f, "message", c->held_why[i]);
-    log_emit(LOG_WARNING, "award_held", f);
-}
-
-static void log_awards(poll_ctx *c)
-{
-    for (size_t i = 0; i < c->outcome.n_awards; i++) {
-        const award *aw = &c->outcome.awards[i];
-        bool held = c->held && c->held[i] != HOLD_NONE;
-        if (held)
-            log_award_held(c, i);
-        else
-            log_award(c, aw);
-        metrics_record_award(&c->p->metrics, c->p->slots[c->p->accounts[c->account].slot].metrics,
-                             player_of(c->p, c->account)->id, aw->advc, aw->ap, held);
-    }
-}
-
-/* Applies the award limits to this poll's awards before they are stored: a held award is
- * stored as held (not paid), and the account's state still advances past it, so the same
- * payout is never decided again. */
-static void hold_suspicious(poll_ctx *c)
-{
-    const poll_outcome *o = &c->outcome;
-    const account *a = &c->p->accounts[c->account];
-    if (o->n_awards == 0)
-        return;
-    hold_reason *why = calloc(o->n_awards, sizeof *why);
-    if (award_limits_check(&c->p->limits, &a->history, o->awards, o->n_awards, why) == 0) {
-        free(why);
-        return;
-    }
-    double poll_advc = 0;
-    for (size_t i = 0; i < o->n_awards; i++)
-        poll_advc += o->awards[i].advc;
-    c->held = why;
-    c->held_why = calloc(o->n_awards, sizeof *c->held_why);
-    for (size_t i = 0; i < o->n_awards; i++) {
-        if (why[i] == HOLD_NONE)
-            continue;
-        char text[256];
-        hold_reason_explain(why[i], &c->p->limits, &a->history, poll_advc, o->awards[i].advc,
-                            text, sizeof text);
-        c->held_why[i] = strdup(text);
-    }
-}
-
-static void on_committed(void *ctx, commit_status status, long long version,
-                         const stored_account *now_stored)
-{
-    poll_ctx *c = ctx;
-    poller *p = c->p;
-    account *a = &p->accounts[c->account];
-    if (!current(c)) {
-        finish(c, SCHED_NOT_POLLED, 0);
-        return;
-    }
-    if (status == COMMIT_FAILED) {
-        log_poll_failure(c, "pool_poll_commit_failed", "the result could not be stored", 0);
-        a->loaded = false; /* it may have committed: read the store again before deciding */
-        finish(c, SCHED_FAIL, 0);
-        return;
-    }
-    if (status == COMMIT_CONFLICT) {
-        cJSON *f = poll_fields(c);
-        cJSON_AddStringToObject(f, "message", "the account moved on in the store; decided again next poll");
-        log_emit(LOG_INFO, "account_conflict", f);
-        adopt_stored(c, now_stored);
-        finish(c, SCHED_OK, 0);
-        return;
-    }
-    if (version != a->version)
-        a->last_snapshot = ev_now(p->loop); /* a real commit stores the due snapshot */
-    free(a->state_json);
-    a->state_json = c->outcome.state_json; /* the account's state advances only now */
-    c->outcome.state_json = NULL;
-    a->version = version;
-    a->observation_hash = c->observation_hash;
-    award_history_add(&a->history, c->outcome.awards, c->outcome.n_awards, c->held);
-    log_awards(c);
-    finish(c, SCHED_OK, 0);
-}
-
-static void commit(poll_ctx *c, const http_response *r)
-{
-    poller *p = c->p;
-    account *a = &p->accounts[c->account];
-    char hash[17];
-    c->observation_hash = fnv1a(c->outcome.observation_json);
-    snprintf(hash, sizeof hash, "%016" PRIx64, c->observation_hash);
-    hold_suspicious(c);
-    poll_commit pc = {
-        .player = player_of(p, c->account),
-        .pool = p->slots[a->slot].name,
-        .wallet = wallet_of(p, c->account),
-        .version = a->version,
-        .previous_state = c->previous_state,
-        .outcome = &c->outcome,
-        .observation_hash = hash,
-        .observation_changed = !c->previous_state || c->observation_hash != a->observation_hash ||
-                               (p->opts.snapshot_heartbeat > 0 &&
-                                ev_now(p->loop) - a->last_snapshot >= p->opts.snapshot_heartbeat),
-        .raw_response = r->body,
-        .rules_generation = script_rules_generation(c->gen->rt),
-        .held = (const char *const *)c->held_why,
-    };
-    p->store->commit(p->store, &pc, on_committed, c);
-}
-
-/* ==================================================================== Response */
-
-static double retry_after_of(const http_response *r)
-{
-    for (size_t i = 0; i < r->n_headers; i++) {
-        if (strcmp(r->header_names[i], "retry-after") != 0)
-            continue;
-        char *end;
-        double s = strtod(r->header_values[i], &end);
-        if (end != r->header_values[i] && *end == '\0' && s > 0 && s <= 86400)
-            return s;
-    }
-    return 0; /* an HTTP-date or garbage: the breaker and backoff handle it */
-}
-
-static void on_script_result(poll_ctx *c, const http_response *r)
-{
-    poller *p = c->p;
-    account *a = &p->accounts[c->account];
-    pool_slot *slot = &p->slots[a->slot];
-    const player *pl = player_of(p, c->account);
-    script_response sr = {r->status, r->header_names, r->header_values, r->n_headers,
-                          r->body, r->body_len};
-    script_account sa = {pl->id, pl->username, wallet_of(p, c->account), a->state_json};
-    c->previous_state = copy_string(a->state_json);
-    if (script_poll(c->gen->rt, c->script_index, &sa, &sr, &c->outcome) != 0) {
-        metrics_record_poll(&p->metrics, slot->metrics, false, r->total_ms);
-        log_poll_failure(c, r->status >= 200 && r->status < 300 ? "pool_poll_rejected"
-                                                                 : "pool_poll_http_error",
-                         c->outcome.error, r->status);
-        finish(c, SCHED_FAIL, 0);
-        return;
-    }
-    metrics_record_poll(&p->metrics, slot->metrics, true, r->total_ms);
-    if (log_enabled(LOG_DEBUG)) {
-        cJSON *f = poll_fields(c);
-        cJSON_AddNumberToObject(f, "response_time_ms", r->total_ms);
-        log_emit(LOG_DEBUG, "pool_poll_success", f);
-    }
-    commit(c, r);
-}
-
-static void on_response(void *user, const http_response *r)
-{
-    poll_ctx *c = user;
-    poller *p = c->p;
-    pool_metrics *m = p->slots[p->accounts[c->account].slot].metrics;
-    if (!r->ok && strcmp(r->error, "cancelled") == 0) {
-        finish(c, SCHED_NOT_POLLED, 0);
-    } else if (!current(c)) {
-        finish(c, SCHED_NOT_POLLED, 0); /* the account went away while we waited */
-    } else if (!r->ok) {
-        metrics_record_poll(&p->metrics, m, false, -1);
-        log_poll_failure(c, r->timed_out ? "pool_poll_timeout" : "pool_poll_http_error", r->error, 0);
-        finish(c, SCHED_POOL_FAIL, 0);
-    } else if (r->status == 429 || r->status >= 500) {
-        metrics_record_poll(&p->metrics, m, false, r->total_ms);
-        double retry_after = retry_after_of(r);
-        char why[128];
-        snprintf(why, sizeof why, "the pool answered HTTP %ld%s", r->status,
-                 r->status == 429 ? " (too many requests)" : "");
-        note_failure(c, why);
-        cJSON *f = poll_fields(c);
-        cJSON_AddNumberToObject(f, "status", (double)r->status);
-        if (retry_after > 0)
-            cJSON_AddNumberToObject(f, "retry_after", retry_after);
-        log_emit(LOG_WARNING, "pool_poll_http_error", f);
-        finish(c, SCHED_POOL_FAIL, retry_after);
-    } else {
-        on_script_result(c, r);
-    }
-}
-
-static void send_request(poll_ctx *c);
-
-/* The pool's first metadata fetch has finished: the waiting poll goes on, unless the world
- * changed meanwhile (a reload: it starts again with the new generation). */
-static void on_metadata_ready(void *user)
-{
-    poll_ctx *c = user;
-    if (!current(c) || c->p->stopping || c->gen != c->p->gen)
-        finish(c, SCHED_NOT_POLLED, 0);
-    else
-        send_request(c);
-}
-
-static void send_request(poll_ctx *c)
-{
-    poller *p = c->p;
-    pool_slot *slot = &p->slots[p->accounts[c->account].slot];
-    if (pool_metadata_wait(p->metadata, slot->name, on_metadata_ready, c))
-        return;
-    char err[1024];
-    script_request req;
-    if (script_request_build(c->gen->rt, c->script_index, wallet_of(p, c->account), &req, err,
-                             sizeof err) != 0) {
-        metrics_record_poll(&p->metrics, slot->metrics, false, -1);
-        log_poll_failure(c, "pool_poll_rejected", err, 0);
-        finish(c, SCHED_FAIL, 0);
-        return;
-    }
-    const script_pool *sp = script_pool_at(c->gen->rt, (size_t)c->script_index);
-    http_request hr = {.url = req.url,
-                       .headers = (const char *const *)req.headers,
-                       .n_headers = req.n_headers,
-                       .proxy = sp->proxy,
-                       .interface = sp->interface,
-                       .redirects = sp->same_host_redirects ? HTTP_REDIRECTS_SAME_HOST
-                                                            : HTTP_REDIRECTS_NONE};
-    int started = p->http ? http_get(p->http, &hr, on_response, c) : -1;
-    script_request_clear(&req);
-    if (started != 0) {
-        metrics_record_poll(&p->metrics, slot->metrics, false, -1);
-        log_poll_failure(c, "pool_poll_http_error", "request could not be started", 0);
-        finish(c, SCHED_FAIL, 0);
-    }
-}
-
-static void on_loaded(void *ctx, bool ok, const stored_account *stored)
-{
-    poll_ctx *c = ctx;
-    if (!current(c)) {
-        finish(c, SCHED_NOT_POLLED, 0);
-    } else if (!ok) {
-        log_poll_failure(c, "account_load_failed", "the account state could not be read", 0);
-        finish(c, SCHED_FAIL, 0);
-    } else if (!poller_owned(c->p, c->account, stored)) {
-        finish(c, SCHED_NOT_POLLED, 0); /* another player's wallet: parked */
-    } else {
-        adopt_stored(c, stored);
-        send_request(c);
-    }
-}
-
-static void start_poll(poller *p, uint32_t id)
-{
-    account *a = &p->accounts[id];
-    pool_slot *slot = &p->slots[a->slot];
-    char canonical[WALLET_TEXT_MAX] = "";
-    if (!poller_may_poll(p, id, canonical, sizeof canonical)) {
-        scheduler_done(p->sched, id, ev_now(p->loop), SCHED_NOT_POLLED, 0); /* parked */
-        return;
-    }
-    poll_ctx *c = calloc(1, sizeof *c);
-    c->p = p;
-    c->account = id;
-    c->epoch = a->epoch;
-    c->gen = p->gen;
-    c->gen->refs++;
-    c->script_index = slot->script_index;
-    a->in_flight = true;
-    p->in_flight++;
-    if (a->loaded)
-        send_request(c);
-    else
-        p->store->load(p->store, player_of(p, id)->id, slot->name, wallet_of(p, id), canonical,
-                       on_loaded, c);
+    poller_pump(w->data);
 }
 
 /* ================================================================ Life cycle */
@@ -914,7 +530,7 @@ void poller_start(poller *p)
     log_schedules(p);
     if (!p->opts.once)
         ev_timer_start(p->loop, &p->cycle);
-    pump(p);
+    poller_pump(p);
     poller_check_finished(p);
 }
 
@@ -937,7 +553,7 @@ void poller_stop(poller *p)
 
 void poller_reload(poller *p, script_runtime *rt)
 {
-    generation_release(p->gen);
+    poller_generation_release(p->gen);
     p->gen = generation_new(rt);
     p->gen_seq = p->gen_seq == UINT16_MAX ? 1 : (uint16_t)(p->gen_seq + 1); /* 0: never checked */
     map_pools(p);
@@ -946,7 +562,7 @@ void poller_reload(poller *p, script_runtime *rt)
     sync_all(p);
     poller_recheck_all_refused(p); /* the new generation may validate differently */
     log_schedules(p);
-    pump(p);
+    poller_pump(p);
 }
 
 void poller_free(poller *p)
@@ -964,6 +580,7 @@ void poller_free(poller *p)
     for (size_t i = 0; i < p->n_accounts; i++) {
         free(p->accounts[i].state_json);
         free(p->accounts[i].last_error);
+        free(p->accounts[i].request_url);
     }
     free(p->accounts);
     for (size_t i = 0; i < p->n_players; i++) {
@@ -972,9 +589,11 @@ void poller_free(poller *p)
     }
     free(p->players);
     free(p->player_index);
-    for (size_t i = 0; i < p->n_slots; i++)
+    for (size_t i = 0; i < p->n_slots; i++) {
         free(p->slots[i].name);
-    generation_release(p->gen);
+        poller_requests_reset(&p->slots[i]);
+    }
+    poller_generation_release(p->gen);
     wallet_owners_free(p->owners);
     scheduler_free(p->sched);
     metrics_free(&p->metrics);

@@ -35,6 +35,18 @@ typedef struct stored_account {
 
 typedef void (*load_done_fn)(void *ctx, bool ok, const stored_account *stored);
 
+/* One account of a page of load_page(): the player, and its wallet for the page's pool as
+ * the player's row names it and in the pool's canonical form (as for load()). */
+typedef struct account_key {
+    int64_t player_id;
+    const char *wallet;
+    const char *canonical;
+} account_key;
+
+/* A page's answer: ok=false (nothing read, stored NULL), else one entry per key, in the
+ * keys' order. An entry with owner 0 is not settled: that account still needs load(). */
+typedef void (*page_done_fn)(void *ctx, bool ok, const stored_account *stored);
+
 /* What the store is given for one successful poll. */
 typedef struct poll_commit {
     const player *player;
@@ -72,6 +84,14 @@ typedef struct account_store {
      * sharing the store. false: the poller keeps the rule within this process (the first
      * account activated, i.e. first in file order, keeps a wallet). */
     bool claims_wallets;
+    /* Optional (NULL: every account goes through load()). The stored state of up to a few
+     * thousand accounts of one pool in one read, so that a start does not cost a statement
+     * per account. It claims nothing: an entry is settled (owner = its player) only where the
+     * store already holds the wallet's claim for that player exactly as load() would find
+     * it, with nothing to write; every other account goes through load(), which decides.
+     * `keys` are read during the call only. */
+    void (*load_page)(struct account_store *self, const char *pool, const account_key *keys,
+                      size_t n, page_done_fn done, void *ctx);
 } account_store;
 
 /* The in-memory store of --dry-run and --accounts: every account starts unobserved and a

@@ -119,6 +119,20 @@ static void add_rules_view(poller *p, uint32_t id, cJSON *o)
     cJSON_Delete(t);
 }
 
+/* Queued accounts of the same pool due before `due` (a support request: a scan is fine). */
+static size_t queued_before(const poller *p, uint32_t id, double due)
+{
+    size_t n = 0;
+    for (uint32_t i = 0; i < p->n_accounts; i++) {
+        if (i == id || p->accounts[i].slot != p->accounts[id].slot || !p->accounts[i].active)
+            continue;
+        sched_account_status other;
+        scheduler_account_status(p->sched, i, &other);
+        n += other.known && !other.in_flight && other.due < due;
+    }
+    return n;
+}
+
 static void add_schedule(poller *p, uint32_t id, cJSON *o)
 {
     const account *a = &p->accounts[id];
@@ -136,11 +150,18 @@ static void add_schedule(poller *p, uint32_t id, cJSON *o)
     double now = ev_now(p->loop), next;
     char why[512];
     next_poll(&as, &ps, now, &next, why, sizeof why);
-    if (a->last_poll_at <= 0 && !as.in_flight) {
-        size_t n = strlen(why);
-        snprintf(why + n, sizeof why - n, "; a new account: its first poll is spread over the "
-                 "first interval, and it is the baseline");
+    if (!as.in_flight && ps.per_second > 0) {
+        /* The pool starts per_second polls a second: those due first go first. */
+        double turn = now + (double)queued_before(p, id, as.due) / ps.per_second;
+        next = fmax(next, turn);
     }
+    size_t n = strlen(why);
+    if (a->last_poll_at <= 0 && !as.in_flight && !a->loaded)
+        snprintf(why + n, sizeof why - n, "; the first poll since this engine started or took "
+                 "the account over (its stored state is read then), spread over the interval");
+    else if (a->last_poll_at <= 0 && !as.in_flight && !a->state_json)
+        snprintf(why + n, sizeof why - n, "; never observed: the first successful poll is the "
+                 "baseline");
     add_time(o, "next_poll_at", next);
     cJSON_AddNumberToObject(o, "next_poll_in_seconds", fmax(0, round(next - now)));
     cJSON_AddStringToObject(o, "next_poll_why", why);
@@ -189,12 +210,8 @@ static cJSON *explain_account(poller *p, uint32_t id, const char *engine_id)
 cJSON *poller_explain(poller *p, int64_t player_id, const char *engine_id)
 {
     cJSON *list = cJSON_CreateArray();
-    for (size_t i = 0; i < p->n_players; i++) {
-        const player_entry *e = &p->players[i];
-        if (!e->present || e->p.id != player_id)
-            continue;
-        for (uint16_t k = 0; k < e->n_accounts; k++)
-            cJSON_AddItemToArray(list, explain_account(p, e->accounts[k], engine_id));
-    }
+    const player_entry *e = poller_find_player(p, player_id);
+    for (uint16_t k = 0; e && e->present && k < e->n_accounts; k++)
+        cJSON_AddItemToArray(list, explain_account(p, e->accounts[k], engine_id));
     return list;
 }

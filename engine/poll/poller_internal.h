@@ -1,11 +1,15 @@
-/* Private to the poller: the structures that poller.c, poller_wallets.c and poller_pacing.c
- * share, and the functions they call across files. Only the poller's own files include
+/* Private to the poller: the structures that its files (below) share, and the functions
+ * they call across files. Only the poller's own files include
  * this header; everyone else uses poller.h.
  *
- * poller.c           players, accounts, pool slots and each poll through its callbacks
+ * poller.c           players, accounts, pool slots, the pump and the life cycle
+ * poller_poll.c      each poll through its callbacks, from start_poll to finish
  * poller_wallets.c   wallet refusals: the wallet check and ownership, parking, re-checks
  * poller_pacing.c    whether a pool's accounts can be polled within its max_interval
- * poller_gauges.c    the gauges the admin endpoint reads: breaker, lag, accounts per pool */
+ * poller_gauges.c    the gauges the admin endpoint reads: breaker, lag, accounts per pool
+ * poller_requests.c  each account's request, kept between polls
+ * poller_preload.c   account states read a page of a pool at a time, before first polls
+ * poller_explain.c   one player's accounts as this engine sees them (--explain, /accounts) */
 #ifndef M2P_POLLER_INTERNAL_H
 #define M2P_POLLER_INTERNAL_H
 
@@ -29,6 +33,18 @@ typedef struct generation {
     int refs;
 } generation;
 
+/* A pool's part of the request cache (poller_requests.c). */
+typedef struct request_cache {
+    uint32_t epoch;   /* accounts' URLs built under this epoch are current; 0: none yet */
+    unsigned serial;  /* script_pool.request_serial when the epoch began */
+    char *url_prefix; /* the first URL kept in this epoch: accounts keep what follows their
+                         common prefix with it (the wallet part, mostly) */
+    size_t url_prefix_len;
+    char **headers;   /* the pool's headers in this epoch: "Name: value" */
+    size_t n_headers;
+    bool headers_set; /* headers is the first list built in this epoch */
+} request_cache;
+
 /* A pool as the poller knows it across generations (matched by name). */
 typedef struct pool_slot {
     char *name;
@@ -36,6 +52,7 @@ typedef struct pool_slot {
     pool_metrics *metrics;
     uint64_t attempts, successes; /* for --once's "failed entirely" */
     bool pacing_warned; /* pool_interval_exceeds_max was said for the current state */
+    request_cache requests;
 } pool_slot;
 
 typedef struct account {
@@ -44,6 +61,8 @@ typedef struct account {
     bool active;
     bool loaded; /* state and version are what the store holds */
     bool in_flight;
+    bool preloading; /* in a page of states being read (poller_preload.c) */
+    bool page_missed; /* a page did not settle it: its own load decides, no page again */
     uint8_t refused;      /* REFUSED_*: not scheduled, see poller_wallets.c */
     bool canonical_differs; /* the wallet check's canonical form is not the wallet itself */
     uint16_t checked_gen; /* generation (gen_seq) whose wallet check the wallet last passed */
@@ -59,6 +78,9 @@ typedef struct account {
     double last_error_at; /* when last_error happened */
     char *last_error;     /* the last failure in words (kept after a success); NULL: none */
     uint8_t last_result;  /* sched_result of the last finished poll */
+    uint16_t request_prefix; /* the cached URL: this many bytes of the pool's url_prefix, */
+    uint32_t request_epoch;  /* ... then request_url; built in this request epoch */
+    char *request_url;       /* (poller_requests.c); NULL: no cached request */
 } account;
 
 /* A player and the accounts created for it (one per pool it has had a wallet on). */
@@ -108,6 +130,7 @@ struct poller {
     size_t refused_duplicates; /* accounts parked as another player's wallet */
     size_t recheck_cursor;
     size_t in_flight; /* polls started and not finished (load, HTTP or commit) */
+    struct preload_page *preloads; /* pages of account states being read */
     ev_timer wake, cycle, deadline;
     bool started, stopping, pumping, finished;
     bool abandoned; /* stop deadline passed with polls still waiting on the store */
@@ -117,6 +140,7 @@ struct poller {
     void *status_user;
     award_limits limits;
     double gauges_counted_at; /* poller_gauges.c: ev_now() of the last account count */
+    uint32_t request_epochs;  /* poller_requests.c: the last request epoch handed out */
 };
 
 /* The player an account belongs to, and the wallet that player names for the account's pool. */
@@ -131,6 +155,9 @@ static inline const char *wallet_of(const poller *p, uint32_t id)
 }
 
 /* poller.c */
+void poller_generation_release(generation *g);
+void poller_pump(poller *p); /* start every poll that is due and allowed now */
+player_entry *poller_find_player(const poller *p, int64_t id); /* NULL: not known here */
 cJSON *poller_account_fields(const poller *p, uint32_t id);
 void poller_schedule(poller *p, uint32_t id);
 void poller_check_finished(poller *p);
@@ -142,6 +169,31 @@ bool poller_may_poll(poller *p, uint32_t id, char *canonical, size_t len);
 bool poller_owned(poller *p, uint32_t id, const stored_account *stored);
 void poller_recheck_all_refused(poller *p);
 void poller_recheck_duplicates(poller *p);
+
+/* poller_requests.c: an account's request, from its cache or built by the script. */
+typedef struct poller_request {
+    const char *url;
+    char url_text[4100]; /* a cached URL put together (the pipeline allows 4096 bytes) */
+    const char *const *headers;
+    size_t n_headers;
+    script_request built; /* what was built and not kept; cleared by the release */
+} poller_request;
+
+int poller_request_get(poller *p, const poll_ctx *c, poller_request *out, char *err,
+                       size_t errlen);
+void poller_request_release(poller_request *r);
+void poller_request_forget(account *a);
+void poller_requests_reset(pool_slot *slot);
+
+/* poller_preload.c: true when the poll waits for a page of states (then resumed with
+ * poller_load_resume); false: it loads its account itself. */
+typedef struct preload_page preload_page;
+bool poller_preload(poller *p, poll_ctx *c, const char *canonical);
+
+/* poller_poll.c: one poll's path; the last two for poller_preload.c */
+void poller_start_poll(poller *p, uint32_t id);
+void poller_adopt_stored(poller *p, uint32_t id, const stored_account *stored);
+void poller_load_resume(poll_ctx *c);
 
 /* poller_pacing.c */
 void poller_check_pacing(poller *p, bool again);

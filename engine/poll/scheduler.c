@@ -1,9 +1,16 @@
 /* The scheduler (see scheduler.h for the rules it enforces).
  *
  * Data: one small record per account (24 bytes, for a million accounts), and per pool a
- * binary min-heap of queued account ids ordered by due time, a token bucket, a concurrency
+ * 4-ary min-heap of queued accounts ordered by due time, a token bucket, a concurrency
  * count, a Retry-After pause and a circuit breaker. scheduler_next() asks the pools in turn
  * (round-robin, so no pool starves another) for an account that is due and allowed to start.
+ *
+ * The heap's layout is for a million accounts, where neither the heap nor the records fit in
+ * the CPU's caches (bench/sched_bench.c measures it): each entry carries its due time, so a
+ * sift compares entries without reading an account record (which would be a cache miss per
+ * comparison, each waiting on the one before); the four children of an entry are one 64-byte
+ * cache line, and four children per level halve the depth of a binary heap. Only the moved
+ * entries' heap_pos writes still go to the records, and those do not wait on each other.
  */
 #include "scheduler.h"
 
@@ -29,9 +36,21 @@ typedef struct sched_account {
     uint8_t flags;
 } sched_account;
 
+/* A queued account: its due time is a copy of the record's, fixed while it is queued. */
+typedef struct heap_entry {
+    double due;
+    uint32_t id;
+} heap_entry;
+
+#define HEAP_ARITY 4
+#define CACHE_LINE 64
+/* heap[1..4], heap[5..8]...: the children of one entry start on a cache line. */
+#define HEAP_SKEW (CACHE_LINE / sizeof(heap_entry) - 1)
+
 typedef struct sched_pool {
     sched_pool_limits limits;
-    uint32_t *heap;
+    heap_entry *heap;  /* HEAP_SKEW entries into `heap_mem`, which is cache-line aligned */
+    void *heap_mem;
     size_t heap_len, heap_cap;
     size_t accounts, in_flight;
     uint64_t added;  /* accounts ever added: index into the Weyl sequence */
@@ -81,7 +100,7 @@ void scheduler_free(scheduler *s)
     if (!s)
         return;
     for (unsigned i = 0; i < s->n_pools; i++)
-        free(s->pools[i].heap);
+        free(s->pools[i].heap_mem);
     free(s->pools);
     free(s->accounts);
     free(s);
@@ -138,52 +157,69 @@ void scheduler_set_pool(scheduler *s, unsigned pool, const sched_pool_limits *li
 
 /* ======================================================================== Heap */
 
-static bool earlier(const scheduler *s, uint32_t a, uint32_t b)
+static void heap_place(scheduler *s, sched_pool *p, size_t pos, heap_entry e)
 {
-    return s->accounts[a].due < s->accounts[b].due;
-}
-
-static void heap_place(scheduler *s, sched_pool *p, size_t pos, uint32_t id)
-{
-    p->heap[pos] = id;
-    s->accounts[id].heap_pos = (uint32_t)pos;
+    p->heap[pos] = e;
+    s->accounts[e.id].heap_pos = (uint32_t)pos;
 }
 
 static void sift_up(scheduler *s, sched_pool *p, size_t pos)
 {
-    uint32_t id = p->heap[pos];
-    while (pos > 0 && earlier(s, id, p->heap[(pos - 1) / 2])) {
-        heap_place(s, p, pos, p->heap[(pos - 1) / 2]);
-        pos = (pos - 1) / 2;
+    heap_entry e = p->heap[pos];
+    while (pos > 0) {
+        size_t parent = (pos - 1) / HEAP_ARITY;
+        if (!(e.due < p->heap[parent].due))
+            break;
+        heap_place(s, p, pos, p->heap[parent]);
+        pos = parent;
     }
-    heap_place(s, p, pos, id);
+    heap_place(s, p, pos, e);
 }
 
 static void sift_down(scheduler *s, sched_pool *p, size_t pos)
 {
-    uint32_t id = p->heap[pos];
+    heap_entry e = p->heap[pos];
     for (;;) {
-        size_t child = 2 * pos + 1;
-        if (child >= p->heap_len)
+        size_t first = HEAP_ARITY * pos + 1;
+        if (first >= p->heap_len)
             break;
-        if (child + 1 < p->heap_len && earlier(s, p->heap[child + 1], p->heap[child]))
-            child++;
-        if (!earlier(s, p->heap[child], id))
+        size_t last = first + HEAP_ARITY < p->heap_len ? first + HEAP_ARITY : p->heap_len;
+        size_t child = first;
+        for (size_t c = first + 1; c < last; c++)
+            if (p->heap[c].due < p->heap[child].due)
+                child = c;
+        if (!(p->heap[child].due < e.due))
             break;
         heap_place(s, p, pos, p->heap[child]);
         pos = child;
     }
-    heap_place(s, p, pos, id);
+    heap_place(s, p, pos, e);
+}
+
+static void heap_grow(sched_pool *p)
+{
+    size_t cap = p->heap_cap ? p->heap_cap * 2 : 64;
+    /* aligned_alloc wants a size that is a multiple of the alignment */
+    size_t bytes = (cap + HEAP_SKEW) * sizeof(heap_entry);
+    bytes = (bytes + CACHE_LINE - 1) / CACHE_LINE * CACHE_LINE;
+    void *mem = aligned_alloc(CACHE_LINE, bytes);
+    if (!mem)
+        abort(); /* out of memory: the scheduler cannot go on without its queue */
+    heap_entry *heap = (heap_entry *)mem + HEAP_SKEW;
+    if (p->heap_len)
+        memcpy(heap, p->heap, p->heap_len * sizeof *heap);
+    free(p->heap_mem);
+    p->heap_mem = mem;
+    p->heap = heap;
+    p->heap_cap = cap;
 }
 
 static void heap_push(scheduler *s, uint32_t id)
 {
     sched_pool *p = &s->pools[s->accounts[id].pool];
-    if (p->heap_len == p->heap_cap) {
-        p->heap_cap = p->heap_cap ? p->heap_cap * 2 : 64;
-        p->heap = realloc(p->heap, p->heap_cap * sizeof *p->heap);
-    }
-    p->heap[p->heap_len] = id;
+    if (p->heap_len == p->heap_cap)
+        heap_grow(p);
+    p->heap[p->heap_len] = (heap_entry){s->accounts[id].due, id};
     sift_up(s, p, p->heap_len++);
 }
 
@@ -192,12 +228,12 @@ static void heap_remove(scheduler *s, uint32_t id)
     sched_pool *p = &s->pools[s->accounts[id].pool];
     size_t pos = s->accounts[id].heap_pos;
     s->accounts[id].heap_pos = NOT_QUEUED;
-    uint32_t last = p->heap[--p->heap_len];
+    heap_entry last = p->heap[--p->heap_len];
     if (pos == p->heap_len)
         return;
     heap_place(s, p, pos, last);
     sift_up(s, p, pos);
-    sift_down(s, p, s->accounts[last].heap_pos);
+    sift_down(s, p, s->accounts[last.id].heap_pos);
 }
 
 /* ==================================================================== Accounts */
@@ -290,7 +326,7 @@ static double pool_ready_at(sched_pool *p, double now)
 
 static uint32_t start_poll(scheduler *s, sched_pool *p)
 {
-    uint32_t id = p->heap[0];
+    uint32_t id = p->heap[0].id;
     heap_remove(s, id);
     if (p->limits.per_second > 0)
         p->tokens -= 1;
@@ -323,11 +359,11 @@ int64_t scheduler_next(scheduler *s, double now, double *wake_at)
         sched_pool *p = &s->pools[index];
         if (p->heap_len == 0)
             continue;
-        double ready = fmax(pool_ready_at(p, now), s->accounts[p->heap[0]].due);
+        double ready = fmax(pool_ready_at(p, now), p->heap[0].due);
         if (ready <= now) {
             s->next_pool = (index + 1) % s->n_pools;
             *wake_at = now;
-            record_lag(p, now - s->accounts[p->heap[0]].due);
+            record_lag(p, now - p->heap[0].due);
             return start_poll(s, p);
         }
         wake = fmin(wake, ready);
@@ -475,7 +511,7 @@ size_t scheduler_drain(scheduler *s, unsigned pool, uint32_t *out, size_t max)
     sched_pool *p = &s->pools[pool];
     size_t n = 0;
     while (p->heap_len > 0 && n < max) {
-        uint32_t id = p->heap[0];
+        uint32_t id = p->heap[0].id;
         out[n++] = id;
         scheduler_remove(s, id);
     }

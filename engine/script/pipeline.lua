@@ -191,8 +191,14 @@ local function check_pool(path, default_name, t)
     fail(path, "field 'redirects' must be \"none\" or \"same-host\" (got %s)",
          describe(t.redirects))
   end
+  -- The engine keeps each account's request from one poll to the next (docs/scripting.md,
+  -- "Requests are cached"); a request that carries a time or a nonce opts out.
+  if t.cache_request ~= nil and type(t.cache_request) ~= "boolean" then
+    fail(path, "field 'cache_request' must be a boolean (got %s)", describe(t.cache_request))
+  end
   local metadata = check_metadata(path, t.metadata)
   return { script = t, path = path, name = name, currency = t.currency,
+           cache_request = t.cache_request ~= false,
            enabled = t.enabled ~= false, limits = check_limits(path, t.limits),
            proxy = t.proxy, interface = t.interface, metadata = metadata,
            same_host_redirects = t.redirects == "same-host",
@@ -233,7 +239,8 @@ end
 
 -- A poll checks the wallet its request was built for moments before, so the last few thousand
 -- valid wallets are remembered per pool: the address checksum is computed once per poll, not
--- twice. (A new script generation, as after a settings change, starts with no memory.)
+-- twice. (A new script generation, as after a settings change, starts with no memory.) With
+-- cached requests the engine says when it has checked the wallet itself (wallet_checked).
 local WALLET_MEMORY = 4096
 
 local function checked_wallet(pool, wallet)
@@ -410,7 +417,7 @@ local function context(pool, account)
   -- one wallet typed in another letter case keeps its award keys. (pipeline.to_advc passes
   -- no wallet: there is nothing to check.)
   local canonical = account.wallet
-  if type(canonical) == "string" and canonical ~= "" then
+  if type(canonical) == "string" and canonical ~= "" and not account.wallet_checked then
     canonical = checked_wallet(pool, canonical)
   end
   local ctx = { pool = pool.name, currency = pool.currency, player_id = account.player_id,
@@ -497,7 +504,10 @@ function pipeline.poll(index, account, response)
     error(string.format("HTTP %d", response.status), 0)
   end
   if not response.body:find("%S") then error("empty body", 0) end
-  response.wallet = checked_wallet(pool, account.wallet) -- what the request asked for
+  -- What the request asked for. The engine says when it checked the wallet already (and it
+  -- is its own canonical form): then no second checksum per poll.
+  response.wallet = account.wallet_checked and account.wallet
+                    or checked_wallet(pool, account.wallet)
   add_metadata(pool, response)
   local parsed, reason = pool.script.parse(response)
   if parsed == nil then

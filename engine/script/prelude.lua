@@ -173,6 +173,18 @@ function m2p.env_number(name, default, min, max)
   return x
 end
 
+-- A pool limit the operator may set (docs/pools.md, "Limits"): the setting's number, or
+-- `default`; 0 = no cap. A concurrency (integer = true) without a cap is the most `limits`
+-- allows, 10000 in flight; a rate without a cap is no `per_second` at all (nil).
+function m2p.env_limit(name, default, integer)
+  local x = m2p.env_number(name, default, 0, integer and 10000 or 100000)
+  if integer and x % 1 ~= 0 then
+    error(string.format("%s: %s is not a whole number", name, tostring(x)), 2)
+  end
+  if x == 0 then return integer and 10000 or nil end
+  return x
+end
+
 local truthy = { ["1"] = true, ["true"] = true, yes = true, on = true }
 local falsy = { ["0"] = true, ["false"] = true, no = true, off = true }
 

@@ -322,6 +322,9 @@ static int load_entry(lua_State *L)
     lua_getfield(L, info, "same_host_redirects");
     c->pool->same_host_redirects = lua_toboolean(L, -1);
     lua_pop(L, 1);
+    lua_getfield(L, info, "cache_request");
+    c->pool->cache_request = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     c->pool->metadata_url = field_strdup_or_null(L, info, "metadata_url");
     c->pool->metadata_refresh = script_field_number(L, info, "metadata_refresh");
     c->pool->name = script_field_strdup(L, info, "name");

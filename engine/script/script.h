@@ -56,6 +56,12 @@ typedef struct script_pool {
      * engine/poll/pool_metadata.c: NULL when the script declares none. */
     const char *metadata_url;
     double metadata_refresh; /* seconds between two fetches */
+    /* The engine may reuse an account's request until its wallet, the generation or
+     * `request_serial` changes (cache_request = false in the script: built every poll). */
+    bool cache_request;
+    /* Counts the runs of the pool's metadata.parse: script code outside request() that a
+     * request() may depend on (an upvalue it sets). A cached request is stale once it moves. */
+    unsigned request_serial;
 } script_pool;
 
 /* Loads the rules and every pool script. Returns NULL (reason in err) only when the runtime
@@ -128,6 +134,13 @@ int script_wallet_check(script_runtime *rt, int pool, const char *wallet, char *
 int script_poll(script_runtime *rt, int pool, const script_account *account,
                 const script_response *response, poll_outcome *out);
 void poll_outcome_clear(poll_outcome *out);
+
+/* script_poll for a wallet the caller has checked with script_wallet_check in this runtime
+ * and found to be its own canonical form: the poll does not check it again. (An address
+ * checksum: with cached requests no request() has checked it moments before, and the
+ * pipeline remembers only the last 4096 wallets of a pool.) */
+int script_poll_checked_wallet(script_runtime *rt, int pool, const script_account *account,
+                               const script_response *response, poll_outcome *out);
 
 /* ---- pool metadata ------------------------------------------------------------------ */
 

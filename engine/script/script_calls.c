@@ -109,9 +109,10 @@ struct poll_call {
     const script_account *account;
     const script_response *response;
     poll_outcome *out;
+    bool wallet_checked;
 };
 
-static void push_account(lua_State *L, const script_account *a)
+static void push_account(lua_State *L, const script_account *a, bool wallet_checked)
 {
     lua_createtable(L, 0, 4);
     lua_pushnumber(L, (lua_Number)a->player_id);
@@ -122,6 +123,10 @@ static void push_account(lua_State *L, const script_account *a)
     }
     lua_pushstring(L, a->wallet ? a->wallet : "");
     lua_setfield(L, -2, "wallet");
+    if (wallet_checked) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "wallet_checked");
+    }
     if (a->state_json) {
         lua_pushstring(L, a->state_json);
         lua_setfield(L, -2, "state");
@@ -178,7 +183,7 @@ static int poll_entry(lua_State *L)
     struct poll_call *c = lua_touserdata(L, 1);
     script_push_pipeline(L, "poll");
     lua_pushinteger(L, c->pool + 1);
-    push_account(L, c->account);
+    push_account(L, c->account, c->wallet_checked);
     push_response(L, c->rt, c->response);
     lua_call(L, 3, 3);
     /* Validated by the pipeline: two strings and a list of awards. Nothing below raises. */
@@ -188,8 +193,8 @@ static int poll_entry(lua_State *L)
     return 0;
 }
 
-int script_poll(script_runtime *rt, int pool, const script_account *account,
-                const script_response *response, poll_outcome *out)
+static int poll_with(script_runtime *rt, int pool, const script_account *account,
+                     const script_response *response, poll_outcome *out, bool wallet_checked)
 {
     memset(out, 0, sizeof *out);
     char err[1024];
@@ -197,13 +202,25 @@ int script_poll(script_runtime *rt, int pool, const script_account *account,
         out->error = strdup("no such pool");
         return -1;
     }
-    struct poll_call call = {rt, pool, account, response, out};
+    struct poll_call call = {rt, pool, account, response, out, wallet_checked};
     if (script_run_protected(rt, poll_entry, &call, err, sizeof err) != 0) {
         poll_outcome_clear(out);
         out->error = strdup(err);
         return -1;
     }
     return 0;
+}
+
+int script_poll(script_runtime *rt, int pool, const script_account *account,
+                const script_response *response, poll_outcome *out)
+{
+    return poll_with(rt, pool, account, response, out, false);
+}
+
+int script_poll_checked_wallet(script_runtime *rt, int pool, const script_account *account,
+                               const script_response *response, poll_outcome *out)
+{
+    return poll_with(rt, pool, account, response, out, true);
 }
 
 /* ================================================================ Pool metadata */
@@ -266,6 +283,7 @@ int script_metadata_parse(script_runtime *rt, int pool, const script_response *r
         return -1;
     }
     struct metadata_call call = {rt, pool, response, json};
+    rt->pools[pool].request_serial++; /* parse runs, whether it succeeds or not */
     if (script_run_protected(rt, metadata_entry, &call, err, errlen) == 0)
         return 0;
     /* Recorded in a second call: the first may have been aborted by the budget. */
@@ -312,7 +330,7 @@ static int explain_entry(lua_State *L)
     struct explain_call *c = lua_touserdata(L, 1);
     script_push_pipeline(L, "explain");
     lua_pushinteger(L, c->pool + 1);
-    push_account(L, c->account);
+    push_account(L, c->account, false);
     lua_call(L, 2, 1);
     *c->json = strdup(lua_tostring(L, -1)); /* the pipeline's json_encode: a string */
     return 0;

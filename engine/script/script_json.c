@@ -1,12 +1,15 @@
 /* cJSON <-> Lua conversion for the scripting runtime.
  *
- * Decoding: cJSON parses in C (no Lua code runs on hostile bytes); the tree is then pushed as
- * tables. The parsed tree is anchored in a userdata with a __gc while it is pushed, so a Lua
- * error half-way (memory ceiling) cannot leak it.
- * Encoding: used for account state and observations; refuses anything that would not come
+ * Decoding: in C (no Lua code runs on hostile bytes). First yajl's events straight onto the
+ * Lua stack (script_json_stream.c); whenever that gives up, cJSON parses, and the tree is
+ * pushed as tables, or cJSON's error is described. The parsed tree is anchored in a userdata
+ * with a __gc while it is pushed, so a Lua error half-way (memory ceiling) cannot leak it.
+ * Lua -> cJSON tree: for log fields (native.log); the text encoder that scripts, observations
+ * and account state use is script_json_encode.c. Both refuse anything that would not come
  * back unchanged (functions, NaN, inf, mixed keys, strings with NUL bytes).
  */
 #include "script_json.h"
+#include "script_json_stream.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -183,6 +186,8 @@ static const char *json_type_name(const cJSON *item)
 static int push_text(lua_State *L, const char *text, size_t len, const char **type, char *err,
                      size_t errlen)
 {
+    if (script_json_stream_push(L, text, len, type) == 0)
+        return 0; /* the common case; below, cJSON decides and explains */
     cJSON *tree = cJSON_ParseWithLength(text, len);
     if (!tree) {
         describe_parse_error(text, len, err, errlen);
@@ -233,9 +238,7 @@ static int compare_keys(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Returns 1 when the table at idx is a list 1..n (n > 0 or empty), 0 when it has only string
- * keys, -1 (with err) otherwise. Stores the number of entries in *count. */
-static int table_shape(lua_State *L, int idx, size_t *count, char *err, size_t errlen)
+int script_json_table_shape(lua_State *L, int idx, size_t *count, char *err, size_t errlen)
 {
     size_t n = 0, strings = 0;
     double max_index = 0;
@@ -351,7 +354,7 @@ static cJSON *from_lua(lua_State *L, int idx, int depth, char *err, size_t errle
     case LUA_TTABLE: {
         size_t n;
         luaL_checkstack(L, 4, "JSON too deep");
-        int shape = table_shape(L, idx, &n, err, errlen);
+        int shape = script_json_table_shape(L, idx, &n, err, errlen);
         if (shape < 0)
             return NULL;
         return shape ? array_from_lua(L, idx, n, depth, err, errlen)
@@ -376,22 +379,5 @@ int script_json_decode_fn(lua_State *L)
     char err[128];
     if (script_json_push_text(L, text, len, err, sizeof err) != 0)
         return luaL_error(L, "json_decode: %s", err);
-    return 1;
-}
-
-int script_json_encode_fn(lua_State *L)
-{
-    char err[160];
-    luaL_checkany(L, 1);
-    cJSON *tree = script_json_from_lua(L, 1, err, sizeof err);
-    if (!tree)
-        return luaL_error(L, "json_encode: %s", err);
-    char *text = cJSON_PrintUnformatted(tree);
-    cJSON_Delete(tree);
-    if (!text)
-        return luaL_error(L, "json_encode: out of memory");
-    anchor *a = anchor_push(L, text, free);
-    lua_pushstring(L, text);
-    anchor_release(a);
     return 1;
 }

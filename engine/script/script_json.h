@@ -31,8 +31,23 @@ void script_json_set_response(lua_State *L, int idx, const char *body, size_t le
  * err for functions, non-finite numbers, mixed or non-string keys, cycles, too deep. */
 cJSON *script_json_from_lua(lua_State *L, int idx, char *err, size_t errlen);
 
-/* native.json_decode(text) -> value and native.json_encode(value) -> text, for Lua. */
+/* Returns 1 when the table at idx is a list 1..n (n > 0 or empty), 0 when it has only string
+ * keys, -1 (with err) otherwise. Stores the number of entries in *count. */
+int script_json_table_shape(lua_State *L, int idx, size_t *count, char *err, size_t errlen);
+
+/* native.json_decode(text) -> value (cJSON) and native.json_encode(value) -> text: written
+ * directly (script_json_encode.c), byte for byte what cJSON_PrintUnformatted of
+ * script_json_from_lua's tree gives, without building the tree. */
 int script_json_decode_fn(lua_State *L);
 int script_json_encode_fn(lua_State *L);
+
+/* Room for any number script_json_format_number writes, NUL included. */
+#define SCRIPT_JSON_NUMBER_MAX 32
+
+/* Writes a finite double as the linked cJSON (1.7.15) prints it: "%1.15g" when that reads
+ * back within cJSON's tolerance, else "%1.17g" (tests/unit/test_script_json.c checks it
+ * against cJSON, so an upgrade that prints differently fails there first). No printf for
+ * whole numbers below 1e15 and for multiples of 1e-8 from 1e-4 to 1e7. Returns the length. */
+size_t script_json_format_number(double d, char *out);
 
 #endif

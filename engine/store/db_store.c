@@ -3,7 +3,8 @@
  * Statements per poll: a poll that changed something (an award, a new observation, new rule
  * state) is one statement, SELECT m2p_commit_poll(...). A poll that changed nothing only
  * needs last_success updated; those are collected and written together every
- * touch_flush_seconds with one UPDATE over unnest()ed arrays.
+ * touch_flush_seconds with one UPDATE over unnest()ed arrays. Before first polls, account
+ * states are read a page of a pool per statement (store_load_page), not one per account.
  */
 #include "db_store.h"
 
@@ -48,6 +49,19 @@ static const char *const SQL_LOAD =
     "SELECT " ACCOUNT_COLUMNS ", claim.wallet_owner"
     " FROM (SELECT m2p_claim_wallet($1::int, $2, $3, $4) AS wallet_owner) claim"
     " LEFT JOIN m2p_accounts ON player_id = $1::int AND pool_name = $2";
+
+/* A page of account states for one pool (account_store.load_page), in one statement: each
+ * key's row of m2p_accounts, for the keys whose wallet claim is held by that player exactly
+ * as given, the case in which m2p_claim_wallet would only return the player (and write
+ * nothing). Keys without a row here go through SQL_LOAD. The keys come as one JSON array
+ * (built with cJSON), so hostile wallets need no quoting of ours. */
+static const char *const SQL_LOAD_PAGE =
+    "SELECT a.version, a.wallet, a.state::text, a.observation_hash, a.award_count,"
+    " a.largest_award::text, k.i"
+    " FROM json_to_recordset($2::json) AS k(i int, p int, c text, g text)"
+    " JOIN m2p_wallet_claims w ON w.pool_name = $1 AND w.wallet = k.c"
+    "  AND w.player_id = k.p AND w.wallet_as_given = k.g"
+    " LEFT JOIN m2p_accounts a ON a.player_id = k.p AND a.pool_name = $1";
 
 static const char *const SQL_COMMIT =
     "SELECT m2p_commit_poll($1::int, $2, $3, $4::bigint, $5::jsonb, $6, $7::jsonb, $8::jsonb,"
@@ -238,21 +252,27 @@ typedef struct account_call {
     char pool[64];
 } account_call;
 
+/* Row `row` of a result whose first columns are ACCOUNT_COLUMNS. */
+static void stored_from(const db_result *r, int row, stored_account *out)
+{
+    memset(out, 0, sizeof *out);
+    out->found = true;
+    out->version = strtoll(db_value(r, row, 0), NULL, 10);
+    out->wallet = db_value(r, row, 1);
+    out->state = db_value(r, row, 2);
+    out->observation_hash = db_is_null(r, row, 3) ? NULL : db_value(r, row, 3);
+    /* What the award limits compare against (award_limits.h); m2p_commit_poll and
+     * m2p_release_held keep them (engine/migrations/003_held_awards.sql). */
+    long long count = strtoll(db_value(r, row, 4), NULL, 10);
+    out->history.count = count < 0 ? 0 : count > UINT32_MAX ? UINT32_MAX : (uint32_t)count;
+    out->history.largest = strtod(db_value(r, row, 5), NULL);
+}
+
 static void stored_from_row(const db_result *r, stored_account *out)
 {
     memset(out, 0, sizeof *out);
-    if (r->rows == 0)
-        return;
-    out->found = true;
-    out->version = strtoll(db_value(r, 0, 0), NULL, 10);
-    out->wallet = db_value(r, 0, 1);
-    out->state = db_value(r, 0, 2);
-    out->observation_hash = db_is_null(r, 0, 3) ? NULL : db_value(r, 0, 3);
-    /* What the award limits compare against (award_limits.h); m2p_commit_poll and
-     * m2p_release_held keep them (engine/migrations/003_held_awards.sql). */
-    long long count = strtoll(db_value(r, 0, 4), NULL, 10);
-    out->history.count = count < 0 ? 0 : count > UINT32_MAX ? UINT32_MAX : (uint32_t)count;
-    out->history.largest = strtod(db_value(r, 0, 5), NULL);
+    if (r->rows > 0)
+        stored_from(r, 0, out);
 }
 
 static account_call *new_call(db_store *s, int64_t player_id, const char *pool, void *ctx)
@@ -292,6 +312,71 @@ static void store_load(account_store *self, int64_t player_id, const char *pool,
     c->load_done = done;
     const char *params[] = {c->player, c->pool, canonical, wallet};
     if (query(s, SQL_LOAD, 4, params, on_account_claimed, c) != 0) {
+        free(c);
+        done(ctx, false, NULL);
+    }
+}
+
+/* ------------------------------------------------------------ pages of states */
+
+typedef struct page_call {
+    page_done_fn done;
+    void *ctx;
+    size_t n;
+    int64_t players[]; /* the keys' players: the owner of a settled entry */
+} page_call;
+
+/* SQL_LOAD_PAGE's rows onto the keys: a key without a row stays unsettled (owner 0). */
+static void on_page_states(void *user, const db_result *r)
+{
+    page_call *c = user;
+    stored_account *stored = r->ok ? calloc(c->n ? c->n : 1, sizeof *stored) : NULL;
+    if (!r->ok)
+        log_message(LOG_WARNING, "load_failed", "%s", r->error);
+    for (int row = 0; stored && row < r->rows; row++) {
+        long long i = strtoll(db_value(r, row, 6), NULL, 10);
+        if (i < 0 || (size_t)i >= c->n || stored[i].owner)
+            continue; /* not one of ours, or twice: left to load() */
+        if (!db_is_null(r, row, 0))
+            stored_from(r, row, &stored[i]);
+        stored[i].owner = c->players[i];
+    }
+    c->done(c->ctx, r->ok, stored);
+    free(stored);
+    free(c);
+}
+
+static char *page_keys_json(const account_key *keys, size_t n)
+{
+    cJSON *list = cJSON_CreateArray();
+    for (size_t i = 0; i < n; i++) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "i", (double)i);
+        cJSON_AddNumberToObject(o, "p", (double)keys[i].player_id);
+        cJSON_AddStringToObject(o, "c", keys[i].canonical);
+        cJSON_AddStringToObject(o, "g", keys[i].wallet);
+        cJSON_AddItemToArray(list, o);
+    }
+    char *text = cJSON_PrintUnformatted(list);
+    cJSON_Delete(list);
+    return text;
+}
+
+static void store_load_page(account_store *self, const char *pool, const account_key *keys,
+                            size_t n, page_done_fn done, void *ctx)
+{
+    db_store *s = (db_store *)self;
+    page_call *c = calloc(1, sizeof *c + n * sizeof c->players[0]);
+    c->done = done;
+    c->ctx = ctx;
+    c->n = n;
+    for (size_t i = 0; i < n; i++)
+        c->players[i] = keys[i].player_id;
+    char *json = page_keys_json(keys, n);
+    const char *params[] = {pool, json};
+    int rc = query(s, SQL_LOAD_PAGE, 2, params, on_page_states, c);
+    free(json);
+    if (rc != 0) {
         free(c);
         done(ctx, false, NULL);
     }
@@ -521,6 +606,7 @@ db_store *db_store_new(struct ev_loop *loop, db *d, const db_store_options *o)
     s->accounts.load = store_load;
     s->accounts.commit = store_commit;
     s->accounts.claims_wallets = true;
+    s->accounts.load_page = store_load_page;
     s->loop = loop;
     s->db = d;
     s->opts = *o;

@@ -1,5 +1,6 @@
 /* The PostgreSQL side of the engine's data: players (the account source, kept current with
- * LISTEN/NOTIFY), account state (loaded before an account's first poll), and the commit of a
+ * LISTEN/NOTIFY), account state (loaded before an account's first poll, in pages of a pool
+ * where the wallet's claim is already settled), and the commit of a
  * poll: one call of m2p_commit_poll (engine/migrations/002_engine_state.sql), atomic and
  * guarded by the account's version, so an award is stored exactly once. */
 #ifndef M2P_DB_STORE_H

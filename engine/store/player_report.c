@@ -7,8 +7,11 @@
 #define STR2(x) #x
 #define STR(x) STR2(x)
 
-/* Timestamps as UTC ISO text with seconds, as the engine prints its own. */
-#define ISO(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+/* Timestamps as UTC ISO text with seconds, as the engine prints its own. The cast matters
+ * for databases from the old service, where some columns are TIMESTAMP without a time zone
+ * written in the session's zone: it reads them in that zone (a TIMESTAMPTZ is unchanged). */
+#define ISO(col)                                                                           \
+    "to_char((" col ")::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
 /* The indexes of migration 008 keep each part a lookup by player, whatever the table sizes. */
 const char *const player_report_sql =
@@ -87,6 +90,12 @@ void player_report_merge(cJSON *report, cJSON *live)
             continue;
         }
         cJSON_DeleteItemFromObjectCaseSensitive(a, "live");
+        /* The engine reads an account's state only at its first poll: before that, the
+         * database knows whether there is one. */
+        if (polled_there(entry) && !cJSON_GetObjectItemCaseSensitive(a, "version") &&
+            !cJSON_GetObjectItemCaseSensitive(entry, "baseline"))
+            cJSON_AddStringToObject(entry, "baseline",
+                                    "none stored: the next successful poll is the baseline");
         cJSON_AddItemToObject(a, "live", entry);
     }
     cJSON_Delete(live);

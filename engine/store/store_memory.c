@@ -25,6 +25,6 @@ static void memory_commit(account_store *self, const poll_commit *c, commit_done
 
 account_store *account_store_memory(void)
 {
-    static account_store store = {memory_load, memory_commit, false};
+    static account_store store = {memory_load, memory_commit, false, NULL}; /* no pages */
     return &store;
 }

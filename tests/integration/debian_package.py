@@ -38,6 +38,7 @@ RUNTIME_LIBRARIES = {
     "libcurl": r"libcurl\d\S*",
     "libpq": r"libpq\d+",
     "cJSON": r"libcjson\d+",
+    "yajl": r"libyajl\d+",
     "libev": r"libev\d+",
     "libmicrohttpd": r"libmicrohttpd\d+",
     "libsystemd": r"libsystemd\d+",

@@ -69,8 +69,9 @@ def check_fresh(acc, where):
     live = acc.get("live", {})
     check(live.get("last_outcome") == "never polled" and "version" not in acc,
           "%s: the new account is not fresh: %s" % (where, acc))
-    check(live.get("next_poll_at") and "new account" in live.get("next_poll_why", ""),
-          "%s: the new account has no due time: %s" % (where, live))
+    check(live.get("next_poll_at") and "first poll since this engine started" in
+          live.get("next_poll_why", "") and live.get("baseline", "").startswith("none stored"),
+          "%s: the new account has no due time or baseline: %s" % (where, live))
 
 
 def check_baseline(acc, where):
@@ -113,6 +114,13 @@ def test_accounts_and_explain(ctx):
         check(accounts(port, 1, token=None)[0] == 401, "/accounts without the token is not 401")
         check(accounts(port, "x1")[0] == 400, "/accounts?player=x1 is not 400")
         check(accounts(port, 999)[0] == 404, "/accounts of an unknown player is not 404")
+        rebound = admin.request(port, "/accounts?player=1", headers={
+            "Authorization": "Bearer " + TOKEN, "Host": "attacker.example:%d" % port})
+        check(rebound[0] == 403 and "Host" in rebound[2],
+              "a request naming another host (DNS rebinding) was served: %s" % (rebound,))
+        check(admin.request(port, "/status", headers={"Host": "localhost:%d" % port})[0] == 200
+              and admin.request(port, "/status", headers={"Host": "[::1]:%d" % port})[0] == 200,
+              "a request naming localhost or [::1] was refused")
 
         def settled(report):
             pools = by_pool(report)

@@ -32,6 +32,21 @@ describe("pools/cpu-pool.lua", function()
       assert.are.same({ concurrency = 8, per_second = 10 }, pool.limits)
     end)
 
+      it("takes its limits from CPU_POOL_CONCURRENCY and CPU_POOL_PER_SECOND (0 = no cap)", function()
+        local function limits(env)
+          local e = {}
+          for k, v in pairs(env) do e[k] = v end
+          return helper.world({ env = e }):load("pools/cpu-pool.lua").limits
+        end
+        assert.are.same({ concurrency = 64 },
+                        limits({ CPU_POOL_CONCURRENCY = "64", CPU_POOL_PER_SECOND = "0" }))
+        assert.are.same({ concurrency = 10000, per_second = 2.5 },
+                        limits({ CPU_POOL_CONCURRENCY = "0", CPU_POOL_PER_SECOND = "2.5" }))
+        local ok, err = pcall(limits, { CPU_POOL_CONCURRENCY = "2.5" })
+        assert.is_false(ok)
+        assert.matches("CPU_POOL_CONCURRENCY", err)
+      end)
+
     it("can be disabled with CPU_POOL_ENABLED", function()
       local p = helper.world({ env = { CPU_POOL_ENABLED = "false" } }):load("pools/cpu-pool.lua")
       assert.is_false(p.enabled)

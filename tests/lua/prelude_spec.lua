@@ -166,6 +166,25 @@ describe("m2p (engine/script/prelude.lua)", function()
     end)
   end)
 
+  describe("env_limit", function()
+    it("reads a pool limit: the default when unset, 0 = no cap", function()
+      local lw = helper.world({ env = { C = "64", R = "2.5", C0 = "0", R0 = "0", HALF = "1.5",
+                                        HUGE = "10001" } })
+      local m = lw.m2p
+      assert.are.equal(8, m.env_limit("UNSET_SETTING", 8, true))
+      assert.are.equal(64, m.env_limit("C", 8, true))
+      assert.are.equal(2.5, m.env_limit("R", 10))
+      assert.are.equal(10000, m.env_limit("C0", 8, true)) -- the most `limits` allows
+      assert.is_nil(m.env_limit("R0", 10))                -- no per_second at all
+      local ok, err = pcall(m.env_limit, "HALF", 8, true)
+      assert.is_false(ok)
+      assert.matches("HALF: 1.5 is not a whole number", err)
+      ok, err = pcall(m.env_limit, "HUGE", 8, true)
+      assert.is_false(ok)
+      assert.matches("HUGE: 10001 is outside", err)
+    end)
+  end)
+
   describe("env_bool", function()
     it("understands the usual spellings, case-insensitively", function()
       assert.is_true(m2p.env_bool("YES", false))

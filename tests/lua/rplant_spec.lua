@@ -40,6 +40,21 @@ describe("pools/rplant.lua", function()
     assert.are.same({ concurrency = 8, per_second = 10 }, pool.limits)
   end)
 
+    it("takes its limits from RPLANT_CONCURRENCY and RPLANT_PER_SECOND (0 = no cap)", function()
+      local function limits(env)
+        local e = { RPLANT_DIV2 = "0" }
+        for k, v in pairs(env) do e[k] = v end
+        return helper.world({ env = e }):load("pools/rplant.lua").limits
+      end
+      assert.are.same({ concurrency = 64 },
+                      limits({ RPLANT_CONCURRENCY = "64", RPLANT_PER_SECOND = "0" }))
+      assert.are.same({ concurrency = 10000, per_second = 2.5 },
+                      limits({ RPLANT_CONCURRENCY = "0", RPLANT_PER_SECOND = "2.5" }))
+      local ok, err = pcall(limits, { RPLANT_CONCURRENCY = "2.5" })
+      assert.is_false(ok)
+      assert.matches("RPLANT_CONCURRENCY", err)
+    end)
+
   describe("request", function()
     it("appends the wallet to the walletEx path", function()
       assert.are.equal("https://pool.rplant.xyz/api/walletEx/advc/" .. WALLET,

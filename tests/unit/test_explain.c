@@ -8,6 +8,8 @@
 #include <cjson/cJSON.h>
 
 #include "admin/accounts.h"
+#include "cli/cli_output.h"
+#include "utf8.h"
 #include "admin/explain_responder.h"
 #include "check.h"
 #include "player_report.h"
@@ -116,8 +118,30 @@ static void test_merge(void)
     free(body);
 }
 
+/* Text from pools and players is made valid UTF-8 before PostgreSQL or a browser sees it,
+ * and harmless before a terminal does. */
+static void test_utf8(void)
+{
+    char cut[] = "a\xc3\xa9\xc3"; /* é, then half of another */
+    utf8_scrub(cut);
+    CHECK(strcmp(cut, "a\xc3\xa9?") == 0, "a cut sequence: %s", cut);
+    char bad[] = "\xc0\xaf\xed\xa0\x80\xf4\x90\x80\x80\x80ok";
+    utf8_scrub(bad); /* overlong '/', a surrogate, above U+10FFFF, a stray continuation */
+    CHECK(strcmp(bad, "??????????ok") == 0, "invalid forms: %s", bad);
+    char good[] = "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";
+    utf8_scrub(good);
+    CHECK(strcmp(good, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80") == 0, "valid text kept");
+    char out[128] = "";
+    FILE *f = fmemopen(out, sizeof out, "w");
+    cli_put_clean(f, "a\tb\x1b[2J\xc2\x9b" "1m\xe2\x80\xae" "evil\xc3 \xc3\xa9");
+    fclose(f);
+    CHECK(strcmp(out, "a?b?[2J?1m?evil? \xc3\xa9") == 0,
+          "controls, C1, bidi override and invalid bytes printed as '?': %s", out);
+}
+
 int main(void)
 {
+    test_utf8();
     test_requests();
     test_player_argument();
     test_payload_fits();

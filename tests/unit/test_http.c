@@ -184,12 +184,14 @@ static void route_slow(conn *k, int ms)
 
 static void route_hello(conn *k, const char *req)
 {
-    char ua[256], custom[256], extra[700];
+    char ua[256], custom[256], encoding[256], extra[1100];
     request_header(req, "User-Agent", ua, sizeof ua);
     request_header(req, "X-Custom", custom, sizeof custom);
+    request_header(req, "Accept-Encoding", encoding, sizeof encoding);
     snprintf(extra, sizeof extra,
              "Content-Type: text/plain\r\nX-Mixed-Case:   padded value  \r\n"
-             "X-UA-Echo: %s\r\nX-Custom-Echo: %s\r\n", ua, custom);
+             "X-UA-Echo: %s\r\nX-Custom-Echo: %s\r\nX-Encoding-Echo: %s\r\n"
+             "X-Method-Echo: %.*s\r\n", ua, custom, encoding, (int)strcspn(req, " "), req);
     respond(k, 200, extra, "hello world", 11);
 }
 
@@ -205,7 +207,8 @@ static void route(conn *k, const char *req)
 {
     char path[512];
     int num = 0;
-    if (sscanf(req, "GET %511s HTTP/1.1", path) != 1) {
+    if (sscanf(req, "GET %511s HTTP/1.1", path) != 1 &&
+        sscanf(req, "POST %511s HTTP/1.1", path) != 1) {
         respond(k, 400, "Connection: close\r\n", "", 0);
         return;
     }
@@ -242,15 +245,19 @@ static void route(conn *k, const char *req)
         respond(k, 404, "", "no route", 8);
 }
 
-/* Serves every complete request in the input buffer (GETs only: no request bodies). */
+/* Serves every complete request in the input buffer; a body (Content-Length) is skipped. */
 static void conn_process(conn *k)
 {
     char *end;
     while (!k->pending && (end = memmem(k->in, k->in_len, "\r\n\r\n", 4))) {
-        size_t req_len = (size_t)(end - k->in) + 4;
-        char req[sizeof k->in + 1];
-        memcpy(req, k->in, req_len);
-        req[req_len] = '\0';
+        size_t head_len = (size_t)(end - k->in) + 4;
+        char req[sizeof k->in + 1], length[32];
+        memcpy(req, k->in, head_len);
+        req[head_len] = '\0';
+        request_header(req, "Content-Length", length, sizeof length);
+        size_t req_len = head_len + strtoul(length, NULL, 10);
+        if (req_len > k->in_len)
+            return;  /* the body is still coming */
         memmove(k->in, k->in + req_len, k->in_len - req_len);
         k->in_len -= req_len;
         k->s->requests++;
@@ -837,6 +844,218 @@ static void test_proxy_and_interface(void)
     http_client_free(c);
 }
 
+/* One request on an existing client; waits for it. Sequential requests on one client reuse
+ * the same libcurl handle, which is what the reuse tests below rely on. */
+static void fetch_on(http_client *c, const http_request *req, result *res)
+{
+    memset(res, 0, sizeof *res);
+    g_completed = 0;
+    CHECK(http_get(c, req, on_done, res) == 0, "could not start %s", req->url);
+    run_until(1);
+    CHECK(res->called == 1, "callback called %d times for %s", res->called, req->url);
+}
+
+/* url() into a caller's buffer, for requests that must outlive the next url() call. */
+static const char *url_in(char buf[256], const char *path)
+{
+    snprintf(buf, 256, "http://127.0.0.1:%d%s", g_srv.port, path);
+    return buf;
+}
+
+static int header_is(const result *r, const char *name, const char *want)
+{
+    const char *v = result_header(r, name);
+    return v && strcmp(v, want) == 0;
+}
+
+/* A reused handle forgets the previous request's proxy, headers, interface and POST body. */
+static void test_reuse_forgets_request(void)
+{
+    char proxy[64];
+    snprintf(proxy, sizeof proxy, "http://127.0.0.1:%d", g_srv.port);
+    http_client *c = http_client_new(g_loop, NULL);
+    const char *secret[] = {"X-Custom: secret"};
+    const char *post_hdrs[] = {"Content-Type: text/plain"};
+    http_request via = {.url = "http://m2p-test.invalid/hello", .proxy = proxy,
+                        .headers = secret, .n_headers = 1, .interface = "host!127.0.0.1"};
+    char hello[256];
+    http_request plain = {.url = url_in(hello, "/hello")};
+    http_request post = {.url = hello, .headers = post_hdrs, .n_headers = 1, .body = "a=1",
+                         .body_len = 3};
+    http_request bad_if = {.url = hello, .interface = "if!m2p-no-such-if0"};
+    int proxied0 = g_srv.proxied;
+    result r;
+    fetch_on(c, &via, &r);
+    CHECK(r.ok && g_srv.proxied == proxied0 + 1 && header_is(&r, "x-custom-echo", "secret"),
+          "via proxy: ok=%d err=%s", r.ok, r.error);
+    result_clear(&r);
+    fetch_on(c, &plain, &r);
+    CHECK(r.ok && r.status == 200 && g_srv.proxied == proxied0 + 1,
+          "after a proxied request: ok=%d proxied=%d err=%s", r.ok, g_srv.proxied - proxied0,
+          r.error);
+    CHECK(header_is(&r, "x-custom-echo", ""), "the previous request's header was sent again");
+    CHECK(header_is(&r, "x-ua-echo", "m2p-engine/" M2P_VERSION), "user agent lost");
+    result_clear(&r);
+    fetch_on(c, &post, &r);
+    CHECK(r.ok && header_is(&r, "x-method-echo", "POST"), "POST: ok=%d err=%s", r.ok, r.error);
+    result_clear(&r);
+    fetch_on(c, &plain, &r);
+    CHECK(r.ok && header_is(&r, "x-method-echo", "GET"), "GET after a POST: ok=%d method=%s",
+          r.ok, result_header(&r, "x-method-echo"));
+    result_clear(&r);
+    fetch_on(c, &bad_if, &r);
+    CHECK(r.ok == 0, "unknown interface must fail: ok=%d", r.ok);
+    result_clear(&r);
+    fetch_on(c, &plain, &r);
+    CHECK(r.ok && r.status == 200, "after a bad interface: ok=%d err=%s", r.ok, r.error);
+    result_clear(&r);
+    http_client_free(c);
+}
+
+/* A handle that timed out, was refused a redirect or hit a cap carries nothing over. */
+static void test_reuse_after_failures(void)
+{
+    http_client *c = http_client_new(g_loop, NULL);
+    char off[64];
+    server other;
+    server_start(&other, g_loop);
+    snprintf(off, sizeof off, "/redirect-to/%d", other.port);
+    char u1[256], u2[256], u3[256], u4[256];
+    http_request short_poll = {.url = url_in(u1, "/slow/4000"), .timeout_ms = 300};
+    http_request slow = {.url = url_in(u2, "/slow/600")};
+    http_request refused = {.url = url_in(u3, off), .redirects = HTTP_REDIRECTS_SAME_HOST};
+    http_request no_follow = {.url = url_in(u4, "/redirect/1")};
+    http_request follow = {.url = u4, .redirects = HTTP_REDIRECTS_SAME_HOST};
+    result r;
+    fetch_on(c, &short_poll, &r);
+    CHECK(r.timed_out && r.error && strcmp(r.error, "timeout after 300 ms") == 0,
+          "per-request timeout: ok=%d status=%ld err=%s", r.ok, r.status, r.error);
+    result_clear(&r);
+    fetch_on(c, &slow, &r);  /* the client's 10 s timeout again, not the 300 ms */
+    CHECK(r.ok && r.status == 200 && strcmp(r.body, "slow") == 0,
+          "after a timeout: ok=%d err=%s", r.ok, r.error);
+    result_clear(&r);
+    fetch_on(c, &refused, &r);
+    CHECK(r.ok == 0 && r.error && strstr(r.error, "redirected off"), "off host: err=%s", r.error);
+    result_clear(&r);
+    fetch_on(c, &no_follow, &r);
+    CHECK(r.ok && r.status == 302 && header_is(&r, "x-hop", "1"),
+          "after a refused redirect, the default must not follow: status=%ld", r.status);
+    result_clear(&r);
+    fetch_on(c, &follow, &r);
+    CHECK(r.ok && r.status == 200 && strcmp(r.body, "landed") == 0,
+          "same host followed again: status=%ld err=%s", r.status, r.error);
+    result_clear(&r);
+    server_stop(&other);
+    http_client_free(c);
+
+    http_options o;
+    http_options_defaults(&o);
+    o.max_body_bytes = 1000;
+    c = http_client_new(g_loop, &o);
+    http_request big = {.url = url_in(u1, "/bytes/1001")};
+    http_request fits = {.url = url_in(u2, "/bytes/1000")};
+    http_request many = {.url = url_in(u3, "/many-headers")};
+    http_request hello = {.url = url_in(u4, "/hello")};
+    char u5[256];
+    http_request stalled = {.url = url_in(u5, "/slow/4000"), .timeout_ms = 300};
+    fetch_on(c, &big, &r);
+    CHECK(r.ok == 0, "over the cap: ok=%d", r.ok);
+    result_clear(&r);
+    fetch_on(c, &stalled, &r);  /* a different failure is not reported as the previous one */
+    CHECK(r.error && strcmp(r.error, "timeout after 300 ms") == 0, "after a cap: err=%s",
+          r.error);
+    result_clear(&r);
+    fetch_on(c, &fits, &r);
+    CHECK(r.ok && r.body_len == 1000, "after a body too large: ok=%d len=%zu err=%s", r.ok,
+          r.body_len, r.error);
+    result_clear(&r);
+    fetch_on(c, &many, &r);
+    CHECK(r.ok == 0, "too many headers: ok=%d", r.ok);
+    result_clear(&r);
+    fetch_on(c, &stalled, &r);
+    CHECK(r.error && strcmp(r.error, "timeout after 300 ms") == 0,
+          "after too many headers: err=%s", r.error);
+    result_clear(&r);
+    fetch_on(c, &hello, &r);
+    CHECK(r.ok && r.n_headers < 20 && strcmp(r.body, "hello world") == 0,
+          "after too many headers: ok=%d headers=%zu err=%s", r.ok, r.n_headers, r.error);
+    result_clear(&r);
+    http_client_free(c);
+}
+
+/* Header lists are shared by content: every request still sends exactly its own headers,
+ * also with more distinct header sets in flight than the cache holds. */
+static void test_header_sets(void)
+{
+    enum { N = 40 };
+    http_client *c = http_client_new(g_loop, NULL);
+    static result rs[N];
+    static char lines[N][32];
+    const char *hdrs[N][1];
+    g_completed = 0;
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < N; i++) {
+            snprintf(lines[i], sizeof lines[i], "X-Custom: v%d", (i + round) % N);
+            hdrs[i][0] = lines[i];
+            http_request req = {.url = url("/hello"), .headers = hdrs[i], .n_headers = 1};
+            CHECK(http_get(c, &req, on_done, &rs[i]) == 0, "start %d", i);
+        }
+        run_until(N * (round + 1));
+        int good = 0;
+        for (int i = 0; i < N; i++) {
+            good += rs[i].ok && header_is(&rs[i], "x-custom-echo", lines[i] + 10);
+            result_clear(&rs[i]);
+        }
+        CHECK(good == N, "round %d: %d of %d requests sent their own header", round, good, N);
+    }
+    const char *own_ua[] = {"User-Agent: custom/1", "Accept-Encoding: identity"};
+    char hello[256];
+    http_request custom = {.url = url_in(hello, "/hello"), .headers = own_ua, .n_headers = 2};
+    http_request plain = {.url = hello};
+    result r;
+    fetch_on(c, &custom, &r);
+    CHECK(header_is(&r, "x-ua-echo", "custom/1") && header_is(&r, "x-encoding-echo", "identity"),
+          "caller's User-Agent/Accept-Encoding: ua=%s enc=%s", result_header(&r, "x-ua-echo"),
+          result_header(&r, "x-encoding-echo"));
+    result_clear(&r);
+    fetch_on(c, &plain, &r);
+    const char *enc = result_header(&r, "x-encoding-echo");
+    CHECK(header_is(&r, "x-ua-echo", "m2p-engine/" M2P_VERSION) && enc && strstr(enc, "gzip"),
+          "default User-Agent/Accept-Encoding: ua=%s enc=%s", result_header(&r, "x-ua-echo"),
+          enc ? enc : "-");
+    result_clear(&r);
+    http_client_free(c);
+}
+
+/* URLs are parsed once per request by us (CURLOPT_CURLU); every form must fare exactly as it
+ * did as a string: no scheme means http://, a malformed one fails in the callback, and a
+ * reused handle then takes the next URL, not the previous one. */
+static void test_url_forms(void)
+{
+    http_client *c = http_client_new(g_loop, NULL);
+    char no_scheme[256], spaced[256], broken[256], hello[256], other[256];
+    snprintf(no_scheme, sizeof no_scheme, "127.0.0.1:%d/hello", g_srv.port);
+    snprintf(spaced, sizeof spaced, "http://127.0.0.1:%d/hello world", g_srv.port);
+    snprintf(broken, sizeof broken, "http://[127.0.0.1:%d/hello", g_srv.port);
+    /* A relative-looking URL after an absolute one: it must not be resolved against it. */
+    const char *forms[] = {url_in(hello, "/hello"), no_scheme, spaced, broken, hello,
+                           url_in(other, "/status/404"), no_scheme};
+    const int ok[] = {1, 1, 0, 0, 1, 1, 1};
+    const long status[] = {200, 200, 0, 0, 200, 404, 200};
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        http_request req = {.url = forms[i]};
+        result r;
+        fetch_on(c, &req, &r);
+        CHECK(r.ok == ok[i] && r.status == status[i] && (ok[i] || (r.error && r.error[0])),
+              "%s: ok=%d status=%ld err=%s", forms[i], r.ok, r.status, r.error);
+        printf("  %s: ok=%d status=%ld err=%s\n", forms[i], r.ok, r.status,
+               r.error ? r.error : "-");
+        result_clear(&r);
+    }
+    http_client_free(c);
+}
+
 static void test_invalid_arguments(void)
 {
     http_client *c = http_client_new(g_loop, NULL);
@@ -849,6 +1068,18 @@ static void test_invalid_arguments(void)
     const char *nocolon[] = {"NoColon"};
     bad.headers = nocolon;
     CHECK(http_get(c, &bad, on_done, &r) == -1, "header without colon accepted");
+    const char *null_line[] = {"X-A: 1", NULL};
+    bad.headers = null_line;
+    bad.n_headers = 2;
+    CHECK(http_get(c, &bad, on_done, &r) == -1, "NULL header line accepted");
+    const char *good_line[] = {"X-A: 1"};
+    bad.headers = good_line;
+    bad.n_headers = 1;
+    g_completed = 0;
+    CHECK(http_get(c, &bad, on_done, &r) == 0, "a valid header set after invalid ones refused");
+    run_until(1);
+    CHECK(r.called == 1 && r.ok, "valid request after invalid ones: ok=%d", r.ok);
+    result_clear(&r);
     http_request ok = {.url = url("/hello")};
     CHECK(http_get(c, &ok, NULL, &r) == -1, "NULL callback accepted");
     CHECK(http_get(NULL, &ok, on_done, &r) == -1, "NULL client accepted");
@@ -887,6 +1118,10 @@ int main(void)
         {"too many headers", test_too_many_headers},
         {"proxy and interface", test_proxy_and_interface},
         {"invalid arguments", test_invalid_arguments},
+        {"reuse forgets proxy, headers, POST", test_reuse_forgets_request},
+        {"reuse after timeout, redirect, caps", test_reuse_after_failures},
+        {"header sets shared by content", test_header_sets},
+        {"URL forms as before", test_url_forms},
     };
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
         int before = check_failed;

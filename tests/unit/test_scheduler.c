@@ -2,6 +2,7 @@
  * of a failing pool, backoff, circuit breaking and recovery, Retry-After. Deterministic: no
  * real time is involved. */
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -389,6 +390,53 @@ static void test_lag_histogram(void)
     scheduler_free(s);
 }
 
+/* The heap at a size with many levels, under arbitrary removals and re-adds (which sift up as
+ * well as down from the middle): every queued account comes out once, in due order. */
+static void test_heap_order_many(void)
+{
+    enum { N = 5000 };
+    static double due[N];
+    static bool queued[N], seen[N];
+    scheduler *s = scheduler_new(60, 7);
+    scheduler_set_pool(s, 0, &(sched_pool_limits){.concurrency = N});
+    uint64_t x = 88172645463325252ULL;
+    for (uint32_t i = 0; i < N; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        due[i] = (double)(x % 1000000) / 1000.0; /* ties happen: order among them is free */
+        scheduler_add_at(s, i, 0, due[i]);
+        queued[i] = true;
+    }
+    for (uint32_t i = 0; i < N; i += 3) {
+        if (i % 2) {
+            scheduler_remove(s, i);
+            queued[i] = false;
+        } else {
+            due[i] = 1000.0 - due[i]; /* again, elsewhere in the order */
+            scheduler_add_at(s, i, 0, due[i]);
+        }
+    }
+    size_t expected = 0;
+    for (uint32_t i = 0; i < N; i++)
+        expected += queued[i];
+    CHECK(scheduler_queued(s) == expected, "%zu queued, expected %zu", scheduler_queued(s),
+          expected);
+    double last = -1, wake;
+    size_t out = 0, disorder = 0, wrong = 0;
+    int64_t id;
+    while ((id = scheduler_next(s, 2000.0, &wake)) >= 0) {
+        if (!queued[id] || seen[id])
+            wrong++;
+        seen[id] = true;
+        disorder += due[id] < last;
+        last = due[id];
+        out++;
+    }
+    CHECK(out == expected, "%zu accounts came out, expected %zu", out, expected);
+    CHECK(wrong == 0, "%zu removed or repeated accounts came out", wrong);
+    CHECK(disorder == 0, "%zu accounts came out before an earlier one", disorder);
+    scheduler_free(s);
+}
+
 int main(void)
 {
     test_spread_and_cadence();
@@ -402,5 +450,6 @@ int main(void)
     test_max_interval_capacity();
     test_max_interval_edges();
     test_lag_histogram();
+    test_heap_order_many();
     return check_summary();
 }

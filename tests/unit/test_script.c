@@ -229,6 +229,37 @@ static void test_memory_ceiling(void)
     remove_pools();
 }
 
+/* The memory ceiling reached while a body is decoded (inside yajl's callbacks, 300,000 empty
+ * objects in nested lists): the poll fails, nothing leaks (ASan), the runtime goes on. */
+static void test_memory_ceiling_in_json(void)
+{
+    write_parse_pool("fine", "");
+    script_runtime *rt = load(0, 16u * 1024 * 1024, false);
+    if (!rt)
+        return;
+    size_t cap = 1000 * (300 * 3 + 3) + 3, len = 0;
+    char *body = malloc(cap);
+    body[len++] = '[';
+    for (int i = 0; i < 1000; i++) {
+        body[len++] = '[';
+        for (int j = 0; j < 300; j++) {
+            memcpy(body + len, "{},", 3);
+            len += 3;
+        }
+        body[len - 1] = ']';
+        body[len++] = ',';
+    }
+    body[len - 1] = ']';
+    body[len] = '\0';
+    CHECK_CONTAINS(poll_error(rt, "fine", body), "memory limit exceeded");
+    CHECK(poll_error(rt, "fine", "{}") == NULL, "runtime unusable after a JSON memory bomb");
+    CHECK(script_memory_used(rt) < 8u * 1024 * 1024, "memory not given back: %zu",
+          script_memory_used(rt));
+    free(body);
+    script_runtime_free(rt);
+    remove_pools();
+}
+
 static void test_hostile_json(void)
 {
     write_pool("echo",
@@ -318,6 +349,55 @@ static void test_wallet_validation(void)
     remove_pools();
 }
 
+/* Request caching's part of the runtime (docs/scripting.md, "Requests are cached"): a pool
+ * says whether its request may be kept (cache_request, default true), and request_serial
+ * moves whenever its metadata.parse ran, succeeded or not: what a request() may depend on. */
+static void test_request_cache_flags(void)
+{
+    write_parse_pool("cached", "");
+    write_pool("nonce", "return { currency = 'ADVC', cache_request = false,\n"
+                        "  request = function(w) return { url = 'http://127.0.0.1/' .. w } end,\n"
+                        "  parse = function() return { paid = 1 } end }\n");
+    write_pool("meta", "local seen\n"
+                       "return { currency = 'ADVC',\n"
+                       "  metadata = { url = 'http://127.0.0.1/meta', refresh = 60,\n"
+                       "    parse = function(r) seen = r.body if r.body == 'bad' then\n"
+                       "      return nil, 'bad' end return { ok = true } end },\n"
+                       "  request = function(w) return { url = 'http://127.0.0.1/' .. w } end,\n"
+                       "  parse = function() return { paid = 1 } end }\n");
+    script_runtime *rt = load(0, 0, false);
+    if (!rt)
+        return;
+    const script_pool *cached = script_pool_at(rt, (size_t)script_pool_find(rt, "cached"));
+    const script_pool *nonce = script_pool_at(rt, (size_t)script_pool_find(rt, "nonce"));
+    int meta_index = script_pool_find(rt, "meta");
+    const script_pool *meta = script_pool_at(rt, (size_t)meta_index);
+    CHECK(cached->cache_request, "a pool without cache_request is not cached");
+    CHECK(!nonce->cache_request, "cache_request = false is cached");
+    CHECK(meta->cache_request && meta->request_serial == 0, "meta: serial %u", meta->request_serial);
+    char err[256];
+    script_response ok = {.status = 200, .body = "good", .body_len = 4};
+    script_response bad = {.status = 200, .body = "bad", .body_len = 3};
+    CHECK(script_metadata_parse(rt, meta_index, &ok, NULL, err, sizeof err) == 0, "parse: %s", err);
+    CHECK(meta->request_serial == 1, "serial after a parse: %u", meta->request_serial);
+    CHECK(script_metadata_parse(rt, meta_index, &bad, NULL, err, sizeof err) != 0, "bad parsed");
+    CHECK(meta->request_serial == 2, "serial after a failed parse: %u", meta->request_serial);
+    CHECK(cached->request_serial == 0, "another pool's serial moved: %u", cached->request_serial);
+    script_runtime_free(rt);
+
+    write_pool("nonce", "return { currency = 'ADVC', cache_request = 'no',\n"
+                        "  request = function() end, parse = function() end }\n");
+    rt = load(0, 0, false);
+    if (rt) {
+        const char *e = load_error_of(rt, "nonce.lua");
+        CHECK(e != NULL, "cache_request = 'no' loaded");
+        if (e)
+            CHECK_CONTAINS(e, "field 'cache_request' must be a boolean");
+        script_runtime_free(rt);
+    }
+    remove_pools();
+}
+
 /* Address checks through the C interface (script_wallet_check, script_request_build) with the
  * prelude's helpers on OpenSSL's SHA-256: the canonical form comes back, a refused wallet
  * comes back as "invalid wallet: <reason>" and never reaches request(). */
@@ -382,8 +462,10 @@ int main(void)
     test_jit_escapes_count_hooks();
     test_memory_ceiling();
     test_hostile_json();
+    test_memory_ceiling_in_json();
     test_wallet_validation();
     test_wallet_addresses();
+    test_request_cache_flags();
     rmdir(pools_dir);
     return check_summary();
 }
