@@ -167,6 +167,8 @@ static void response_reset(http_transfer *t)
         free(t->names[i]);
     t->n_headers = 0;
     t->body_len = 0;
+    if (t->body)
+        t->body[0] = '\0'; /* a reused buffer: an empty answer must not read as the last one */
 }
 
 static int headers_reserve(http_transfer *t)

@@ -214,9 +214,11 @@ int http_header_acquire(http_header_cache *hc, const char *const *headers, size_
 {
     ref->list = NULL;
     ref->set = NULL;
+    /* Line breaks are checked on every call: the cache key joins lines with '\n', so one line
+     * holding "A: x\nB: y" would otherwise match a cached pair of lines. */
     for (size_t i = 0; i < n; i++)
-        if (!headers[i])
-            return -1;  /* the other checks are made once, when a set is first built */
+        if (!headers[i] || strpbrk(headers[i], "\r\n"))
+            return -1;
     size_t key_len;
     uint64_t hash = key_hash(headers, n, post, &key_len);
     for (size_t i = 0; i < HTTP_HEADER_SETS; i++) {

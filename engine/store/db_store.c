@@ -341,7 +341,7 @@ static void on_page_states(void *user, const db_result *r)
             stored_from(r, row, &stored[i]);
         stored[i].owner = c->players[i];
     }
-    c->done(c->ctx, r->ok, stored);
+    c->done(c->ctx, r->ok && stored, stored); /* out of memory: each account loads itself */
     free(stored);
     free(c);
 }

@@ -909,6 +909,12 @@ static void test_reuse_forgets_request(void)
     fetch_on(c, &plain, &r);
     CHECK(r.ok && r.status == 200, "after a bad interface: ok=%d err=%s", r.ok, r.error);
     result_clear(&r);
+    char empty_url[256];
+    http_request empty = {.url = url_in(empty_url, "/bytes/0")};
+    fetch_on(c, &empty, &r); /* on the handle that just carried /hello's body */
+    CHECK(r.ok && r.body_len == 0 && r.body[0] == '\0',
+          "an empty answer reads as the previous one: \"%s\"", r.body ? r.body : "(null)");
+    result_clear(&r);
     http_client_free(c);
 }
 
