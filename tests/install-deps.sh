@@ -18,9 +18,11 @@ run_packages=(
 # prometheus: promtool check metrics on a live /metrics (admin_endpoint.py)
 # dpkg-dev: dpkg-shlibdeps for cpack's Depends (debian_package.py; build-essential pulls it
 # in too, but the test needs it by name)
+# file: CPack's DEB generator runs it on every installed file to find what dpkg-shlibdeps must
+#   read (a bare Debian has no file: cpack then stops with "file utility is not available")
 # chromium, fonts-dejavu-core: the status page rendered headless, with readable text in its
 # screenshot (status_page.py)
-test_packages=(luajit lua-busted wrk curl systemd prometheus dpkg-dev chromium fonts-dejavu-core)
+test_packages=(luajit lua-busted wrk curl systemd prometheus dpkg-dev file chromium fonts-dejavu-core)
 
 case "${1:-}" in
   run) packages=("${run_packages[@]}") ;;
