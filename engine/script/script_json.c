@@ -238,6 +238,17 @@ static int compare_keys(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+void script_json_sorted_keys(lua_State *L, int idx, size_t n, const char **keys)
+{
+    size_t k = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        keys[k++] = lua_tostring(L, -1); /* anchored by the table itself */
+    }
+    qsort(keys, n, sizeof *keys, compare_keys);
+}
+
 int script_json_table_shape(lua_State *L, int idx, size_t *count, char *err, size_t errlen)
 {
     size_t n = 0, strings = 0;
@@ -295,13 +306,7 @@ static cJSON *object_from_lua(lua_State *L, int idx, size_t n, int depth, char *
 {
     const char **keys = malloc(n * sizeof *keys);
     cJSON *object = cJSON_CreateObject();
-    size_t k = 0;
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        lua_pop(L, 1);
-        keys[k++] = lua_tostring(L, -1); /* anchored by the table itself */
-    }
-    qsort(keys, n, sizeof *keys, compare_keys);
+    script_json_sorted_keys(L, idx, n, keys);
     for (size_t i = 0; i < n && object; i++) {
         lua_pushstring(L, keys[i]);
         lua_rawget(L, idx); /* raw: a script's metatable must not run inside the encoder */

@@ -31,6 +31,10 @@ void script_json_set_response(lua_State *L, int idx, const char *body, size_t le
  * err for functions, non-finite numbers, mixed or non-string keys, cycles, too deep. */
 cJSON *script_json_from_lua(lua_State *L, int idx, char *err, size_t errlen);
 
+/* The n string keys of the object-shaped table at idx (script_json_table_shape said so) in
+ * strcmp order, the order both encoders print; each stays valid while the table does. */
+void script_json_sorted_keys(lua_State *L, int idx, size_t n, const char **keys);
+
 /* Returns 1 when the table at idx is a list 1..n (n > 0 or empty), 0 when it has only string
  * keys, -1 (with err) otherwise. Stores the number of entries in *count. */
 int script_json_table_shape(lua_State *L, int idx, size_t *count, char *err, size_t errlen);

@@ -246,11 +246,6 @@ static void put_string(out_buffer *b, const char *s, size_t len)
 
 static int encode(lua_State *L, int idx, int depth, out_buffer *b, char *err, size_t errlen);
 
-static int compare_keys(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 static int encode_array(lua_State *L, int idx, size_t n, int depth, out_buffer *b, char *err,
                         size_t errlen)
 {
@@ -279,13 +274,7 @@ static int encode_object(lua_State *L, int idx, size_t n, int depth, out_buffer 
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    size_t k = 0;
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        lua_pop(L, 1);
-        keys[k++] = lua_tostring(L, -1); /* anchored by the table itself */
-    }
-    qsort(keys, n, sizeof *keys, compare_keys);
+    script_json_sorted_keys(L, idx, n, keys);
     int rc = 0;
     put_char(b, '{');
     for (size_t i = 0; i < n && rc == 0; i++) {
