@@ -39,18 +39,47 @@ def start_sim():
     return sim, "http://127.0.0.1:%s" % line.strip().rsplit(":", 1)[1]
 
 
-def run_engine(args, env, seconds=None):
+def run_engine(args, env, seconds=None, sample=None, sample_at=0, sample_end=None):
     """Runs the engine; returns its JSON log records and the wall time. With `seconds`, the
-    service runs that long and is stopped with SIGTERM."""
+    service runs that long and is stopped with SIGTERM; `sample` is called `sample_at`
+    seconds in, `sample_end` just before the stop."""
     started = time.monotonic()
     proc = subprocess.Popen([ENGINE, "--env-file", ""] + args, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     if seconds:
-        time.sleep(seconds)
+        if sample:
+            time.sleep(sample_at)
+            sample()
+        time.sleep(seconds - sample_at)
+        if sample_end:
+            sample_end()
         proc.terminate()
     out, _ = proc.communicate(timeout=600)
     records = [json.loads(l) for l in out.decode().splitlines() if l.startswith("{")]
     return records, time.monotonic() - started
+
+
+def pg_cpu_seconds(pg):
+    """CPU seconds PostgreSQL has used so far: the postmaster with the children it reaped
+    (cutime, cstime) plus its live children (backends, checkpointer, walwriter, ...)."""
+    with open(os.path.join(pg.data, "postmaster.pid")) as f:
+        master = int(f.readline())
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        # fields[0] is the state (stat field 3): ppid is field 4, utime..cstime 14..17.
+        if int(pid) == master:
+            total += sum(int(x) for x in fields[11:15])
+        elif int(fields[1]) == master:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
 
 
 def stamp(record):
@@ -108,7 +137,13 @@ def main():
         rec, _ = run_engine(["--once"] + pools, env)
         row, again = once_row("C. database, unchanged (load + batched touch)", rec, o.players)
         rows.append(row)
-        rec, _ = run_engine(pools, env, seconds=o.interval * o.cycles + 2)
+        # PostgreSQL's CPU in the steady state: sampled after the first interval (start-up
+        # loads every account) and just before the service is stopped.
+        cpu = {}
+        rec, _ = run_engine(pools, env, seconds=o.interval * o.cycles + 2,
+                            sample=lambda: cpu.setdefault("t1", (time.monotonic(), pg_cpu_seconds(pg))),
+                            sample_at=o.interval + 1,
+                            sample_end=lambda: cpu.setdefault("t2", (time.monotonic(), pg_cpu_seconds(pg))))
         cycles = [r for r in rec if r["event"] == "polling_cycle_complete"]
         a, b = cycles[1], cycles[-1]  # skip the first interval: start-up loads every account
         polls = b["metrics"]["polls_total"] - a["metrics"]["polls_total"]
@@ -116,6 +151,9 @@ def main():
         seconds = o.interval * (len(cycles) - 2)
         rows.append("| D. database, service, steady state (%d s) | %d | %.0f (scheduled) | %.4f |"
                     % (seconds, polls, polls / max(seconds, 1), statements / max(polls, 1)))
+        window = cpu["t2"][0] - cpu["t1"][0]
+        steady_polls = polls / max(seconds, 1) * window  # the scheduled rate over the window
+        pg_us = 1e6 * (cpu["t2"][1] - cpu["t1"][1]) / max(steady_polls, 1)
         print("%d accounts (cpu-pool only), pools/ with CPU_POOL_CONCURRENCY=64, CPU_POOL_PER_SECOND=0, POLL_INTERVAL_SECONDS=%d"
               % (o.players, o.interval))
         print()
@@ -127,6 +165,8 @@ def main():
         print("with the database in the loop: first cycle %.0f%%, unchanged cycle %.0f%% of the "
               "no-database rate measured in the same run" % (100 * first / reference,
                                                              100 * again / reference))
+        print("PostgreSQL CPU per steady-state poll (D, /proc/<postgres pids>/stat over %.1f s): "
+              "%.1f us" % (window, pg_us))
     finally:
         pg.close()
         sim.terminate()

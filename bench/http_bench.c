@@ -5,6 +5,7 @@
  * (wallet(i) of bench/bench.py as the query string) and the same `Accept` header.
  *
  *   usage: http_bench URL N C     e.g. http_bench http://127.0.0.1:PORT/api/worker_stats 100000 64
+ *   (HTTP_CLIENT=libcurl in the environment: every request through libcurl, as the setting)
  *
  * Prints one JSON line: requests, seconds, per_second, cpu_seconds (this process, user+system),
  * cpu_user, cpu_system. bench/run.sh runs it pinned like the engine and reports it beside the
@@ -106,6 +107,9 @@ int main(int argc, char **argv)
         return 1;
     http_options o;
     http_options_defaults(&o);
+    /* HTTP_CLIENT=libcurl: the engine's setting of that name, to compare the two clients. */
+    const char *which = getenv("HTTP_CLIENT");
+    o.libcurl_only = which && strcmp(which, "libcurl") == 0;
     g.client = http_client_new(g.loop, &o);
     struct timespec t0, t1;
     struct rusage r0, r1;

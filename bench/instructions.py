@@ -51,6 +51,7 @@ _spec.loader.exec_module(profile)
 TOP_LEVEL = ["engine/script/script_calls.c:script_poll",
              "engine/script/script_calls.c:script_poll_checked_wallet",
              "engine/script/script_calls.c:script_request_build",
+             "engine/script/script_calls.c:script_request_build_checked_wallet",
              "curl_multi_socket_action", "curl_easy_init", "curl_easy_setopt",
              "curl_easy_cleanup", "curl_easy_reset"]
 

@@ -14,6 +14,7 @@
 #include "config.h"
 
 #include "admin/admin.h"
+#include "secrets.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -45,6 +46,7 @@ typedef struct config_setting {
 static const char *const log_levels[] = {"debug", "info", "warning", "error", NULL};
 /* In the order of log_format (log.h): config_enum is cast to it. */
 static const char *const log_formats[] = {"json", "text", "auto", NULL};
+static const char *const http_clients[] = {"auto", "libcurl", NULL};
 static const char *const http_schemes[] = {"http", "https", NULL};
 static const char *const socketio_schemes[] = {"http", "https", "ws", "wss", NULL};
 
@@ -248,6 +250,10 @@ static const config_setting settings[CFG_COUNT] = {
                    "seconds to establish the connection to a pool"),
     SETTING_INT(POOL_MAX_RESPONSE_BYTES, "1048576", 1024, 67108864,
                 "largest pool response body accepted; a larger one is a failed poll"),
+    SETTING_ENUM(HTTP_CLIENT, "auto", http_clients,
+                 "auto: plain http:// GETs (no proxy, interface or redirects) through the "
+                 "engine's own HTTP/1.1 client, everything else through libcurl; libcurl: "
+                 "every request through libcurl"),
     SETTING_BOOL(CPU_POOL_ENABLED, "true", "poll accounts on cpu-pool.com"),
     SETTING_URL(CPU_POOL_URL, "http://cpu-pool.com/api/worker_stats", http_schemes,
                 "cpu-pool (NOMP) worker_stats endpoint; the wallet is the whole query string"),
@@ -665,10 +671,13 @@ static bool parse_setting(const config_setting *s, const char *raw, setting_valu
     }
     if (why) {
         char shown[96];
-        if (s->flags & CFG_SECRET)
-            snprintf(shown, sizeof shown, "the value (not shown)");
+        /* Scrubbed before it is shortened: a cut could leave half a password behind. */
+        char *clean = s->flags & CFG_SECRET ? NULL : secrets_scrub(raw);
+        if (clean)
+            quote_value(shown, sizeof shown, clean);
         else
-            quote_value(shown, sizeof shown, raw);
+            snprintf(shown, sizeof shown, "the value (not shown)");
+        free(clean);
         err_add(err, errlen, "%s: %s %s %s (%s)", s->name, shown, why, accepted, s->meaning);
         free(text);
         return false;
@@ -915,6 +924,26 @@ static bool read_env_file(config *c, const char *path, bool required, char *err,
 
 /* ===== Loading ===== */
 
+/* The values of the secret settings, before any value is parsed: an invalid value of ANY
+ * setting may contain one (AUTO_MIGRATE=${DATABASE_URL}), and its message must not show it. */
+static void remember_secrets(const config *c)
+{
+    for (int i = 0; i < CFG_COUNT; i++) {
+        if (!(settings[i].flags & CFG_SECRET))
+            continue;
+        const char *raw = raw_lookup(c, settings[i].name, NULL);
+        if (i == CFG_DATABASE_URL)
+            secrets_remember_conninfo(raw);
+        else
+            secrets_remember(raw);
+        /* Trimmed too: settings with a check ignore surrounding white space. */
+        char *trimmed = raw ? trimmed_copy(raw) : NULL;
+        if (trimmed && i != CFG_DATABASE_URL)
+            secrets_remember(trimmed);
+        free(trimmed);
+    }
+}
+
 config *config_load(const char *env_file, char *err, size_t errlen)
 {
     if (err && errlen)
@@ -929,6 +958,8 @@ config *config_load(const char *env_file, char *err, size_t errlen)
         ok = read_env_file(c, ".env", false, err, errlen);
     else if (*env_file)
         ok = read_env_file(c, env_file, true, err, errlen);
+    if (ok)
+        remember_secrets(c);
     if (ok) {
         /* Every setting is parsed, so that one run reports every bad value. */
         for (int i = 0; i < CFG_COUNT; i++) {
@@ -942,6 +973,7 @@ config *config_load(const char *env_file, char *err, size_t errlen)
         }
     }
     if (!ok) {
+        secrets_scrub_buffer(err, errlen); /* e.g. a .env path given as ${DATABASE_URL} */
         config_free(c);
         return NULL;
     }

@@ -15,6 +15,7 @@
  */
 #include "http.h"
 #include "http_headers.h"
+#include "http_plain.h"
 
 #include <ctype.h>
 #include <pthread.h>
@@ -53,6 +54,7 @@ struct http_client {
     http_transfer *idle;        /* finished transfers ready for reuse, linked by next */
     size_t n_idle;
     http_header_cache *headers; /* request header lists, one per distinct header set */
+    http_plain *plain;          /* plain http:// GETs (http_plain.h); NULL = libcurl only */
     int dispatching;            /* > 0 while completion callbacks run */
     int free_requested;         /* http_client_free() was called from a callback */
     int closing;                /* being destroyed: new requests are refused */
@@ -548,6 +550,7 @@ static void client_destroy(http_client *c)
         c->idle = t->next;
         transfer_free(t);
     }
+    http_plain_free(c->plain);
     if (c->multi)
         curl_multi_cleanup(c->multi);  /* closes cached connections */
     ev_timer_stop(c->loop, &c->timer);
@@ -699,7 +702,10 @@ http_client *http_client_new(struct ev_loop *loop, const http_options *opts)
     c->opts.user_agent = c->user_agent;
     c->headers = c->user_agent ? http_header_cache_new(c->user_agent) : NULL;
     c->multi = curl_multi_init();
-    if (!c->headers || !c->multi || configure_multi(c) != 0) {
+    if (!c->opts.libcurl_only)
+        c->plain = http_plain_new(loop, &c->opts);
+    if (!c->headers || !c->multi || configure_multi(c) != 0 ||
+        (!c->opts.libcurl_only && !c->plain)) {
         client_destroy(c);
         return NULL;
     }
@@ -711,6 +717,11 @@ int http_get(http_client *c, const http_request *req, http_done_fn done, void *u
     if (!c || !req || !req->url || !done || (req->n_headers && !req->headers) || c->closing ||
         c->free_requested)
         return -1;
+    /* Only requests the plain client sends exactly as libcurl would (http_plain.h); 1 =
+     * not one of those. */
+    int plain = c->plain ? http_plain_get(c->plain, req, done, user) : 1;
+    if (plain <= 0)
+        return plain;
     http_transfer *t = transfer_new(c, req, done, user);
     if (!t)
         return -1;
@@ -724,5 +735,5 @@ int http_get(http_client *c, const http_request *req, http_done_fn done, void *u
 
 size_t http_in_flight(const http_client *c)
 {
-    return c ? c->in_flight : 0;
+    return c ? c->in_flight + http_plain_in_flight(c->plain) : 0;
 }

@@ -1,5 +1,10 @@
 /* Asynchronous HTTP client (GET, and POST for the notifiers): libcurl's multi-socket API driven by a libev loop.
  *
+ * Plain http:// GETs (no body, proxy, interface or redirects) go instead to the engine's own
+ * HTTP/1.1 client (engine/http_plain.h) unless http_options.libcurl_only: same bytes on the
+ * wire but Accept-Encoding, same responses and texts (docs/architecture.md lists the few
+ * differences), a tenth of libcurl's instructions per request.
+ *
  * This is the only part of the engine that talks to libcurl. A client owns one curl multi
  * handle, so every request made through it shares the connection cache (keep-alive, HTTP/2
  * multiplexing where the server offers it), the DNS cache and the TLS session cache. It
@@ -42,6 +47,8 @@ typedef struct http_options {
     const char *user_agent;       /* default "m2p-engine/<M2P_VERSION>"; copied */
     long max_host_connections;    /* 0 = libcurl default (unlimited) */
     long max_total_connections;   /* 0 = libcurl default (unlimited) */
+    int libcurl_only;             /* 1 = every request through libcurl (HTTP_CLIENT=libcurl);
+                                     0 = plain http:// GETs through engine/http_plain.c */
 } http_options;
 
 /* Which redirects a request follows. An answer decides awards only if it comes from the

@@ -3,8 +3,15 @@
  * Every record is `timestamp` (ISO 8601 UTC, milliseconds), `level`, `event`, then context
  * fields, the shape of the old service's structlog output so existing log pipelines keep
  * parsing it. The text format is for people at a terminal: "time LEVEL event key=value ...".
+ *
+ * Usernames, wallets and pool answers reach the log, so neither format copies text raw: a
+ * JSON line is valid UTF-8 (log shippers reject a line that is not), and a text line is one
+ * line with nothing a terminal would act on (a newline would forge a record, ESC [ would
+ * repaint the screen).
  */
 #include "log.h"
+
+#include "secrets.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -12,6 +19,8 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "utf8.h"
 
 static struct {
     log_level min_level;
@@ -72,16 +81,61 @@ static void format_timestamp(char *buf, size_t len)
     snprintf(buf + n, len - n, ".%03ldZ", now.tv_nsec / 1000000L);
 }
 
+/* A control character as the C-like escape a reader recognises: \n, \r, \t, \x1b for the
+ * other ASCII controls and DEL, \u009b or \u202e for the C1 controls and bidi marks. */
+static void put_escape(FILE *out, uint32_t cp)
+{
+    if (cp == '\n')
+        fputs("\\n", out);
+    else if (cp == '\r')
+        fputs("\\r", out);
+    else if (cp == '\t')
+        fputs("\\t", out);
+    else if (cp < 0x80)
+        fprintf(out, "\\x%02x", (unsigned)cp);
+    else
+        fprintf(out, "\\u%04x", (unsigned)cp);
+}
+
+/* `text` on a text line: runs of printable UTF-8 as they are, each terminal control escaped
+ * (put_escape) and each byte of invalid UTF-8 as \xNN, so a reader sees what was sent. */
+static void put_text(FILE *out, const char *text)
+{
+    const char *run = text ? text : "", *s = run;
+    while (*s) {
+        uint32_t cp;
+        size_t n = utf8_sequence(s, &cp);
+        if (n && !utf8_terminal_control(cp)) {
+            s += n;
+            continue;
+        }
+        fwrite(run, 1, (size_t)(s - run), out);
+        if (n)
+            put_escape(out, cp);
+        else
+            fprintf(out, "\\x%02x", (unsigned)(unsigned char)*s);
+        s += n ? n : 1;
+        run = s;
+    }
+    fwrite(run, 1, (size_t)(s - run), out);
+}
+
 static void emit_text(FILE *out, const char *ts, log_level level, const char *event,
                       const cJSON *fields)
 {
-    fprintf(out, "%s %-7s %s", ts, level_names[level], event);
+    fprintf(out, "%s %-7s ", ts, level_names[level]);
+    put_text(out, event);
     for (const cJSON *f = fields ? fields->child : NULL; f; f = f->next) {
+        fputc(' ', out);
+        put_text(out, f->string);
+        fputc('=', out);
         if (cJSON_IsString(f)) {
-            fprintf(out, " %s=%s", f->string, f->valuestring);
+            put_text(out, f->valuestring);
         } else {
+            /* cJSON escapes C0 controls but prints DEL, C1, bidi marks and invalid bytes
+             * as they are: the printed value goes through put_text as well. */
             char *v = cJSON_PrintUnformatted(f);
-            fprintf(out, " %s=%s", f->string, v ? v : "?");
+            put_text(out, v ? v : "?");
             free(v);
         }
     }
@@ -107,6 +161,11 @@ static void emit_json(FILE *out, const char *ts, log_level level, const char *ev
     }
     char *line = cJSON_PrintUnformatted(record);
     if (line) {
+        /* cJSON copies bytes above 0x7F as they are, so an invalid byte from a pool or a
+         * players row would make the whole line invalid UTF-8. Such bytes can only sit
+         * inside strings (keys or values; the rest is ASCII), and '?' is valid there:
+         * scrubbing the printed line equals scrubbing every string before printing. */
+        utf8_scrub(line);
         fputs(line, out);
         fputc('\n', out);
         free(line);
@@ -123,11 +182,18 @@ void log_emit(log_level level, const char *event, cJSON *fields)
     FILE *out = logger.out ? logger.out : stdout;
     char ts[40];
     format_timestamp(ts, sizeof ts);
+    /* Here, not at each call site: a field may hold a secret its writer could not know of
+     * (a script's URL with user:password@, another setting expanded from DATABASE_URL). */
+    secrets_scrub_json(fields);
+    char *clean_event = secrets_scrub(event);
+    if (clean_event)
+        event = clean_event;
     if (logger.format == LOG_FORMAT_TEXT)
         emit_text(out, ts, level, event, fields);
     else
         emit_json(out, ts, level, event, fields);
     fflush(out);
+    free(clean_event);
     cJSON_Delete(fields);
 }
 

@@ -16,6 +16,7 @@
 #include "probe.h"
 #include "run.h"
 #include "script.h"
+#include "secrets.h"
 #include "scripttest.h"
 #include "settings.h"
 #include "wallet_report.h"
@@ -269,13 +270,14 @@ static int run_check(const script_options *opts, const cli *c, const config *cfg
 {
     char err[1024];
     script_runtime *rt = script_runtime_new(opts, err, sizeof err);
+    /* A script's error may quote a setting's value: scrubbed like a log record. */
     if (!rt) {
-        fprintf(stderr, "error: %s\n", err);
+        secrets_print_line(stderr, "error: ", err);
         return 1;
     }
     size_t errors = script_load_error_count(rt);
     for (size_t i = 0; i < errors; i++)
-        fprintf(stderr, "error: %s\n", script_load_error(rt, i));
+        secrets_print_line(stderr, "error: ", script_load_error(rt, i));
     for (size_t i = 0; i < script_pool_count(rt); i++) {
         const script_pool *p = script_pool_at(rt, i);
         printf("ok   %s: pool %s (%s)%s\n", p->file, p->name, p->currency,

@@ -34,6 +34,7 @@ void settings_http_options(const config *cfg, http_options *out)
     out->timeout_ms = (long)(config_number(cfg, CFG_POOL_REQUEST_TIMEOUT) * 1000);
     out->connect_timeout_ms = (long)(config_number(cfg, CFG_POOL_CONNECT_TIMEOUT) * 1000);
     out->max_body_bytes = (size_t)config_int(cfg, CFG_POOL_MAX_RESPONSE_BYTES);
+    out->libcurl_only = config_enum(cfg, CFG_HTTP_CLIENT) == 1;  /* "libcurl" */
 }
 
 script_runtime *settings_load_scripts(const config *cfg, const char *pools_dir,

@@ -29,6 +29,21 @@ size_t utf8_sequence(const char *text, uint32_t *cp)
     return n;
 }
 
+bool utf8_valid(const char *s)
+{
+    while (*s) {
+        if ((unsigned char)*s < 0x80) {
+            s++;
+            continue;
+        }
+        size_t n = utf8_sequence(s, NULL);
+        if (!n)
+            return false;
+        s += n;
+    }
+    return true;
+}
+
 void utf8_scrub(char *s)
 {
     while (*s) {
@@ -38,4 +53,10 @@ void utf8_scrub(char *s)
         else
             s += n;
     }
+}
+
+bool utf8_terminal_control(uint32_t cp)
+{
+    return cp < 0x20 || (cp >= 0x7F && cp <= 0x9F) || (cp >= 0x202A && cp <= 0x202E) ||
+           (cp >= 0x2066 && cp <= 0x2069) || cp == 0x200E || cp == 0x200F;
 }

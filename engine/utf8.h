@@ -3,6 +3,7 @@
 #ifndef M2P_UTF8_H
 #define M2P_UTF8_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -11,7 +12,15 @@
  * sequence cut by the end of the string). *cp gets the code point when cp is not NULL. */
 size_t utf8_sequence(const char *s, uint32_t *cp);
 
+/* Whether the whole NUL-terminated string is valid UTF-8. */
+bool utf8_valid(const char *s);
+
 /* In place: every byte that is not part of a valid sequence becomes '?'. */
 void utf8_scrub(char *s);
+
+/* Whether a terminal may act on code point `cp`: C0 and C1 controls, DEL, and the
+ * bidirectional marks, overrides and isolates that reorder what follows them on the line. The
+ * command-line output and the text log both keep these off the screen. */
+bool utf8_terminal_control(uint32_t cp);
 
 #endif

@@ -11,7 +11,7 @@ set -euo pipefail
 run_packages=(
   build-essential cmake pkg-config
   libluajit-5.1-dev libcurl4-openssl-dev libpq-dev libcjson-dev libyajl-dev libev-dev libssl-dev
-  libmicrohttpd-dev libsystemd-dev
+  libmicrohttpd-dev libsystemd-dev libhttp-parser-dev zlib1g-dev
   postgresql
 )
 # systemd: systemd-analyze verify/security on examples/m2p-engine.service (systemd_unit.py)

@@ -29,6 +29,7 @@
 #include "admin/metrics_text.h"
 #include "admin/status_page.h"
 #include "log.h"
+#include "secrets.h"
 
 #define MAX_BODY 4096            /* bytes of request body accepted (none is needed) */
 #define HEADER_MEMORY 16384      /* MHD's per-connection buffer: bounds the request head */
@@ -163,6 +164,7 @@ static enum MHD_Result respond_text(struct MHD_Connection *c, unsigned status, c
 /* Takes ownership of o. */
 static enum MHD_Result respond_json(struct MHD_Connection *c, unsigned status, cJSON *o)
 {
+    secrets_scrub_json(o); /* /status shows settings, URLs and errors: none with a secret */
     char *body = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     if (!body)

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "pool_metadata.h"
 #include "script.h"
+#include "secrets.h"
 #include "settings.h"
 
 typedef struct probe {
@@ -183,7 +184,7 @@ static void fetch_metadata(probe *pr, struct ev_loop *loop)
     const script_pool *sp = script_pool_at(pr->rt, (size_t)pr->pool);
     if (!sp->metadata_url)
         return;
-    printf("metadata url: %s\n", sp->metadata_url);
+    secrets_print_line(stdout, "metadata url: ", sp->metadata_url);
     pool_metadata_sync(pr->metadata, pr->rt);
     if (pool_metadata_wait(pr->metadata, sp->name, on_metadata_ready, loop))
         ev_run(loop, 0);
@@ -204,7 +205,7 @@ static int send_probe(probe *pr, const config *cfg)
         fprintf(stderr, "m2p-engine: %s\n", err);
         return -1;
     }
-    printf("url: %s\n", req.url);
+    secrets_print_line(stdout, "url: ", req.url); /* a pool URL may carry user:password@ */
     pr->url = req.url;
     for (size_t i = 0; i < req.n_headers; i++)
         printf("header: %s\n", req.headers[i]);

@@ -555,7 +555,15 @@ void poller_reload(poller *p, script_runtime *rt)
 {
     poller_generation_release(p->gen);
     p->gen = generation_new(rt);
-    p->gen_seq = p->gen_seq == UINT16_MAX ? 1 : (uint16_t)(p->gen_seq + 1); /* 0: never checked */
+    if (p->gen_seq == UINT16_MAX) {
+        /* The counter wraps: an account checked 65,535 reloads ago must not look checked by
+         * this generation, so every account is checked again (0: never checked). */
+        for (size_t i = 0; i < p->n_accounts; i++)
+            p->accounts[i].checked_gen = 0;
+        p->gen_seq = 1;
+    } else {
+        p->gen_seq++;
+    }
     map_pools(p);
     if (p->started)
         pool_metadata_sync(p->metadata, rt);

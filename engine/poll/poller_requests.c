@@ -126,8 +126,13 @@ int poller_request_get(poller *p, const poll_ctx *c, poller_request *out, char *
     uint32_t epoch = cacheable ? current_epoch(p, slot, sp) : 0;
     bool cached = cacheable && a->request_url && a->request_epoch == epoch;
     if (!cached) {
-        if (script_request_build(c->gen->rt, c->script_index, wallet_of(p, c->account),
-                                 &out->built, err, errlen) != 0)
+        /* As for the poll (poller_poll.c, on_script_result): a wallet this generation checked
+         * and found to be its own canonical form is not checksummed again by request(). */
+        bool checked = c->gen == p->gen && a->checked_gen == p->gen_seq &&
+                       !a->canonical_differs && !a->refused;
+        if ((checked ? script_request_build_checked_wallet : script_request_build)(
+                c->gen->rt, c->script_index, wallet_of(p, c->account), &out->built, err,
+                errlen) != 0)
             return -1;
         cached = cacheable && keep(a, &slot->requests, epoch, &out->built);
     }

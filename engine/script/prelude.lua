@@ -6,6 +6,9 @@
 --   native.null                        the JSON null sentinel
 --   native.json_decode(s), native.json_encode(v)
 --   native.sha256(s)                   the 32-byte binary SHA-256 digest (OpenSSL)
+--   native.sha256_hex(s), native.base58check(s), native.bech32(s)
+--                                      C versions of m2p.sha256, m2p.base58check and m2p.bech32
+--                                      (engine/script/script_crypto.c); optional
 -- Returns the m2p table. Everything here is plain Lua so it reads as documentation;
 -- docs/scripting.md describes each function.
 local native = ...
@@ -52,9 +55,12 @@ function m2p.round8(x)
   return -math.floor(-x * 1e8 + 0.5) / 1e8
 end
 
--- Percent-encode everything but RFC 3986 unreserved characters.
+-- Percent-encode everything but RFC 3986 unreserved characters. A wallet (the usual
+-- argument) is letters and digits only: returned as it is, found by one anchored match of a
+-- single class, a fraction of what the set below (and gsub's copy) costs.
 function m2p.urlencode(s)
   s = tostring(s)
+  if s:find("^%w*$") then return s end
   return (s:gsub("[^A-Za-z0-9%-%._~]", function(c)
     return string.format("%%%02X", c:byte())
   end))
@@ -63,6 +69,13 @@ end
 -- Path lookup in nested tables: m2p.get(t, "stats.paid"). Returns nil when any step is
 -- missing or not a table (JSON null counts as missing).
 function m2p.get(t, path)
+  -- One key (what parse functions mostly ask for): no iterator, which is most of the cost.
+  if path ~= "" and not path:find(".", 1, true) then
+    if type(t) ~= "table" then return nil end
+    t = t[path]
+    if t == native.null then return nil end
+    return t
+  end
   for key in path:gmatch("[^%.]+") do
     if type(t) ~= "table" then return nil end
     t = t[key]
@@ -207,10 +220,21 @@ m2p.json_encode = native.json_encode
 -- wallet_pattern (docs/scripting.md, "Wallets").
 ---------------------------------------------------------------------------------------------
 
+-- The engine checks every account's wallet before its first poll and hashes it on every poll,
+-- so it provides m2p.sha256, m2p.base58check and m2p.bech32 in C (native.sha256_hex,
+-- native.base58check, native.bech32: the same results and the same reasons). The Lua versions
+-- below are their specification: tests/unit/test_script_crypto.c compares the two on thousands
+-- of inputs, and the busted specs (tests/lua, a prelude without the engine) run them.
+
 -- SHA-256 of a string as 64 lower-case hex digits (native.sha256 is OpenSSL's, binary).
+local function sha256_hex(s)
+  return (native.sha256(s):gsub(".", function(c) return string.format("%02x", c:byte()) end))
+end
+sha256_hex = native.sha256_hex or sha256_hex
+
 function m2p.sha256(s)
   if type(s) ~= "string" then error("m2p.sha256: expected a string", 2) end
-  return (native.sha256(s):gsub(".", function(c) return string.format("%02x", c:byte()) end))
+  return (sha256_hex(s)) -- not a tail call: an error names this line, as it always did
 end
 
 local BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -275,6 +299,7 @@ function m2p.base58check(s)
   end
   return body:byte(1), body:sub(2)
 end
+m2p.base58check = native.base58check or m2p.base58check
 
 local BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 local BECH32_DIGIT = {}
@@ -365,14 +390,18 @@ function m2p.bech32(s)
   end
   return hrp, version, program
 end
+m2p.bech32 = native.bech32 or m2p.bech32
 
 -- ADVC_ADDRESS_VERSIONS ("23,51" by default: mainnet P2PKH 23 and P2SH 51, base58Prefixes in
 -- AdventureCoin's src/chainparams.cpp) as a set of version bytes.
-local advc_versions_raw, advc_versions_set -- the last setting parsed, and its set
+-- Read once: the prelude runs once per script generation and a settings change is a new
+-- generation, so the setting cannot change under it; the wallet check of every account
+-- saves a settings lookup. (A malformed value is not kept: every check says so.)
+local advc_versions_raw, advc_versions_set -- the setting, and its set once parsed
 
 local function advc_versions()
+  if advc_versions_set then return advc_versions_set, advc_versions_raw end
   local raw = m2p.env("ADVC_ADDRESS_VERSIONS", "23,51")
-  if raw == advc_versions_raw then return advc_versions_set, raw end
   local set = {}
   for item in (raw .. ","):gmatch("([^,]*),") do
     local v = tonumber(item:match("^%s*(%d+)%s*$"))

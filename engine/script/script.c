@@ -24,7 +24,6 @@
 #include <lua.h>
 #include <luajit.h>
 #include <lualib.h>
-#include <openssl/sha.h>
 
 #include "embedded.h"
 #include "log.h"
@@ -54,25 +53,7 @@ static script_runtime *runtime_of(lua_State *L)
 
 /* =========================================================================== Limits */
 
-static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
-{
-    script_runtime *rt = ud;
-    size_t old = ptr ? osize : 0;
-    if (nsize == 0) {
-        free(ptr);
-        rt->memory_used -= old;
-        return NULL;
-    }
-    if (rt->in_call && nsize > old &&
-        rt->memory_used - old + nsize > rt->opts.memory_limit_bytes) {
-        rt->aborted = ABORT_MEMORY;
-        return NULL;
-    }
-    void *p = realloc(ptr, nsize);
-    if (p)
-        rt->memory_used = rt->memory_used - old + nsize;
-    return p;
-}
+/* The allocator and the memory ceiling: script_alloc.c. */
 
 static void budget_hook(lua_State *L, lua_Debug *ar)
 {
@@ -160,30 +141,12 @@ static int native_aborted(lua_State *L)
     return 1;
 }
 
-/* The count hook does not see time spent inside a C function, so the input is capped: enough
- * for any address checksum, too little to stall the engine from a loop. */
-#define MAX_SHA256_INPUT (64 * 1024)
-
-/* native.sha256(s): the 32-byte binary SHA-256 digest of s (prelude.lua's m2p.sha256 turns it
- * into hex; m2p.base58check uses it for the double-SHA-256 checksum). */
-static int native_sha256(lua_State *L)
-{
-    size_t len;
-    const char *s = luaL_checklstring(L, 1, &len);
-    luaL_argcheck(L, len <= MAX_SHA256_INPUT, 1, "at most 65536 bytes");
-    unsigned char digest[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)s, len, digest);
-    lua_pushlstring(L, (const char *)digest, sizeof digest);
-    return 1;
-}
-
 static void push_native(lua_State *L)
 {
     static const luaL_Reg functions[] = {
         {"log", native_log},
         {"env", native_env},
         {"aborted", native_aborted},
-        {"sha256", native_sha256},
         {"json_decode", script_json_decode_fn},
         {"json_encode", script_json_encode_fn},
         {NULL, NULL},
@@ -195,6 +158,7 @@ static void push_native(lua_State *L)
     }
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "null");
+    script_crypto_register(L); /* sha256, sha256_hex, base58check, bech32 */
 }
 
 /* ================================================================ Protected calls */
@@ -451,7 +415,7 @@ static void lock_string_metatable(lua_State *L)
 
 static lua_State *new_state(script_runtime *rt)
 {
-    lua_State *L = lua_newstate(limited_alloc, rt);
+    lua_State *L = lua_newstate(script_limited_alloc, rt);
     if (!L)
         return NULL;
     lua_atpanic(L, panic_handler);
@@ -488,6 +452,7 @@ void script_runtime_free(script_runtime *rt)
         return;
     if (rt->L)
         lua_close(rt->L);
+    script_alloc_release(rt); /* after lua_close: closing frees into the cache */
     for (size_t i = 0; i < rt->n_pools; i++) {
         free((char *)rt->pools[i].name);
         free((char *)rt->pools[i].currency);

@@ -120,6 +120,11 @@ typedef struct poll_outcome {
  * ("invalid wallet", or the script's error with file:line). */
 int script_request_build(script_runtime *rt, int pool, const char *wallet, script_request *out,
                          char *err, size_t errlen);
+/* script_request_build for a wallet the caller has checked with script_wallet_check in this
+ * runtime and found to be its own canonical form (as for script_poll_checked_wallet): the
+ * address checksum is not computed again. */
+int script_request_build_checked_wallet(script_runtime *rt, int pool, const char *wallet,
+                                        script_request *out, char *err, size_t errlen);
 void script_request_clear(script_request *req);
 
 /* Checks `wallet` for pool `pool` as request building does (length, characters, the pool's

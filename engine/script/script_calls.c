@@ -19,7 +19,29 @@ struct request_call {
     int pool;
     const char *wallet;
     script_request *out;
+    bool wallet_checked;
 };
+
+/* No byte Lua's %c or %s matches (control characters, space, DEL; NUL included): what
+ * pipeline.lua's patterns for URLs and wallets refuse, scanned here for a fraction of the
+ * pattern's instructions. */
+static bool no_space_or_control(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] <= ' ' || s[i] == 0x7f)
+            return false;
+    return true;
+}
+
+/* The same test as pipeline.lua's check_url: url:match("^https?://[^%c%s]+$"), #url <= 4096. */
+static bool url_valid(const char *url, size_t len)
+{
+    size_t scheme = len >= 7 && memcmp(url, "http://", 7) == 0    ? 7
+                    : len >= 8 && memcmp(url, "https://", 8) == 0 ? 8
+                                                                  : 0;
+    return scheme && len > scheme && len <= 4096 &&
+           no_space_or_control(url + scheme, len - scheme);
+}
 
 static int request_entry(lua_State *L)
 {
@@ -27,10 +49,20 @@ static int request_entry(lua_State *L)
     script_push_pipeline(L, "request");
     lua_pushinteger(L, c->pool + 1);
     lua_pushstring(L, c->wallet);
-    lua_call(L, 2, 2);
-    /* Validated by the pipeline: a string and a list of strings. Nothing below raises. */
+    lua_pushboolean(L, c->wallet_checked);
+    lua_pushboolean(L, 1); /* engine_checks_url: url_valid below */
+    lua_call(L, 4, 2);
+    size_t url_len;
+    const char *url = lua_tolstring(L, -2, &url_len); /* a string: the pipeline checked */
+    if (!url_valid(url, url_len)) {
+        script_push_pipeline(L, "refuse_url"); /* raises the pipeline's own error */
+        lua_pushinteger(L, c->pool + 1);
+        lua_pushvalue(L, -4);
+        lua_call(L, 2, 0);
+    }
+    /* Validated: a string and a list of strings. Nothing below raises. */
     size_t n = lua_objlen(L, -1);
-    c->out->url = strdup(lua_tostring(L, -2));
+    c->out->url = strdup(url);
     c->out->headers = calloc(n ? n : 1, sizeof(char *));
     for (size_t i = 0; i < n; i++) {
         lua_rawgeti(L, -1, (int)i + 1);
@@ -50,18 +82,30 @@ static bool pool_exists(const script_runtime *rt, int pool, char *err, size_t er
     return false;
 }
 
-int script_request_build(script_runtime *rt, int pool, const char *wallet, script_request *out,
-                         char *err, size_t errlen)
+static int request_with(script_runtime *rt, int pool, const char *wallet, script_request *out,
+                        bool wallet_checked, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     if (!pool_exists(rt, pool, err, errlen))
         return -1;
-    struct request_call call = {pool, wallet ? wallet : "", out};
+    struct request_call call = {pool, wallet ? wallet : "", out, wallet_checked};
     if (script_run_protected(rt, request_entry, &call, err, errlen) != 0) {
         script_request_clear(out);
         return -1;
     }
     return 0;
+}
+
+int script_request_build(script_runtime *rt, int pool, const char *wallet, script_request *out,
+                         char *err, size_t errlen)
+{
+    return request_with(rt, pool, wallet, out, false, err, errlen);
+}
+
+int script_request_build_checked_wallet(script_runtime *rt, int pool, const char *wallet,
+                                        script_request *out, char *err, size_t errlen)
+{
+    return request_with(rt, pool, wallet, out, true, err, errlen);
 }
 
 struct wallet_call {
@@ -77,9 +121,17 @@ static int wallet_entry(lua_State *L)
     script_push_pipeline(L, "wallet_check");
     lua_pushinteger(L, c->pool + 1);
     lua_pushstring(L, c->wallet);
-    lua_call(L, 2, 1);
-    /* Validated by the pipeline: a string (it raised otherwise). */
-    snprintf(c->canonical, c->canonical_len, "%s", lua_tostring(L, -1));
+    lua_pushboolean(L, no_space_or_control(c->wallet, strlen(c->wallet))); /* clean */
+    lua_call(L, 3, 1);
+    /* Validated by the pipeline: a string (it raised otherwise), cut to fit as snprintf would. */
+    size_t len;
+    const char *canonical = lua_tolstring(L, -1, &len);
+    if (c->canonical_len == 0)
+        return 0;
+    if (len >= c->canonical_len)
+        len = c->canonical_len - 1;
+    memcpy(c->canonical, canonical, len);
+    c->canonical[len] = '\0';
     return 0;
 }
 
@@ -114,7 +166,8 @@ struct poll_call {
 
 static void push_account(lua_State *L, const script_account *a, bool wallet_checked)
 {
-    lua_createtable(L, 0, 4);
+    /* Sized for every field below: a table grown on the fifth costs a rehash per poll. */
+    lua_createtable(L, 0, 5);
     lua_pushnumber(L, (lua_Number)a->player_id);
     lua_setfield(L, -2, "player_id");
     if (a->username) {
@@ -178,14 +231,32 @@ static void copy_awards(lua_State *L, int list, poll_outcome *out)
     out->n_awards = n;
 }
 
+/* The account's fields as arguments of pipeline.poll_account, which builds the table that
+ * push_account would: in a Lua constructor its keys are constants, where every lua_setfield
+ * from C interns its key again (some 2,000 instructions per poll). */
+static void push_account_fields(lua_State *L, const script_account *a, bool wallet_checked)
+{
+    lua_pushnumber(L, (lua_Number)a->player_id);
+    if (a->username)
+        lua_pushstring(L, a->username);
+    else
+        lua_pushnil(L);
+    lua_pushstring(L, a->wallet ? a->wallet : "");
+    lua_pushboolean(L, wallet_checked);
+    if (a->state_json)
+        lua_pushstring(L, a->state_json);
+    else
+        lua_pushnil(L);
+}
+
 static int poll_entry(lua_State *L)
 {
     struct poll_call *c = lua_touserdata(L, 1);
-    script_push_pipeline(L, "poll");
+    script_push_pipeline(L, "poll_account");
     lua_pushinteger(L, c->pool + 1);
-    push_account(L, c->account, c->wallet_checked);
+    push_account_fields(L, c->account, c->wallet_checked);
     push_response(L, c->rt, c->response);
-    lua_call(L, 3, 3);
+    lua_call(L, 7, 3);
     /* Validated by the pipeline: two strings and a list of awards. Nothing below raises. */
     c->out->observation_json = strdup(lua_tostring(L, -3));
     c->out->state_json = strdup(lua_tostring(L, -2));

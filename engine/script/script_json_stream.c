@@ -14,6 +14,12 @@
  * limit, or more values than the Lua stack takes. So what yajl accepts here is a subset of
  * what cJSON accepts, with the same values. yajl's UTF-8 check is off: cJSON passes bytes
  * through as they are.
+ *
+ * Memory: yajl allocates from one arena per Lua state (script_json_arena.c), not from malloc,
+ * and no userdata is made per parse. Each parse runs under lua_pcall, so a Lua error raised
+ * by a callback's allocation (the memory ceiling) unwinds to here, where the arena is reset,
+ * and is then raised on unchanged (same error object; as any error re-raised from C, a
+ * LUA_ERRMEM arrives as LUA_ERRRUN, the engine tells the ceiling by its own flag).
  */
 #include "script_json_stream.h"
 
@@ -26,8 +32,7 @@
 #include <yajl/yajl_parse.h>
 
 #include "script_json.h"
-
-#define HANDLE "m2p.yajl_handle"
+#include "script_json_arena.h"
 
 /* cJSON copies at most 63 characters of a number before strtod. */
 #define CJSON_NUMBER_CHARS 63
@@ -42,14 +47,32 @@ typedef struct builder {
     int depth; /* containers open */
     frame frames[SCRIPT_JSON_MAX_DEPTH + 1];
     const char *type; /* the top-level value's JSON type */
+    int room;         /* free stack slots above the top that lua_checkstack vouched for */
 } builder;
 
-/* Room for one more value (and its key); 0 stops the parse when the stack is full. */
+/* Slots asked of lua_checkstack at a time: one call per this many values, not one each. */
+#define ROOM_STEP 64
+
+/* At least `slots` free slots above the top; 0 stops the parse when the stack is full. */
+static int ensure_room(builder *b, int slots)
+{
+    if (b->room >= slots)
+        return 1;
+    if (!lua_checkstack(b->L, ROOM_STEP))
+        return 0;
+    b->room = ROOM_STEP;
+    return 1;
+}
+
+/* Room for one more value, which the caller pushes (containers: at their close). */
 static int begin_value(builder *b, const char *type)
 {
     if (b->depth == 0 && !b->type)
         b->type = type;
-    return b->depth <= SCRIPT_JSON_MAX_DEPTH && lua_checkstack(b->L, 4);
+    if (b->depth > SCRIPT_JSON_MAX_DEPTH || !ensure_room(b, 1))
+        return 0;
+    b->room--;
+    return 1;
 }
 
 static int on_null(void *ctx)
@@ -135,7 +158,10 @@ static int on_string(void *ctx, const unsigned char *s, size_t len)
 static int on_key(void *ctx, const unsigned char *s, size_t len)
 {
     builder *b = ctx;
-    lua_pushlstring(b->L, (const char *)s, len); /* room was made by the object's start */
+    if (!ensure_room(b, 1))
+        return 0;
+    b->room--;
+    lua_pushlstring(b->L, (const char *)s, len);
     return 1;
 }
 
@@ -143,6 +169,7 @@ static int open_container(builder *b, int is_array)
 {
     if (!begin_value(b, is_array ? "array" : "object"))
         return 0;
+    b->room++; /* nothing is pushed until the close */
     if (b->depth >= SCRIPT_JSON_MAX_DEPTH + 1)
         return 0;
     frame *f = &b->frames[b->depth++];
@@ -160,7 +187,7 @@ static int close_container(builder *b)
     lua_State *L = b->L;
     frame *f = &b->frames[--b->depth];
     int n = lua_gettop(L) - f->base + 1;
-    if (!lua_checkstack(L, 3))
+    if (!ensure_room(b, 3)) /* the table and one key, value pair being copied */
         return 0;
     if (f->is_array) {
         lua_createtable(L, n, 0);
@@ -180,6 +207,7 @@ static int close_container(builder *b)
         lua_replace(L, f->base);
         lua_settop(L, f->base);
     }
+    b->room += n - 1; /* n children gone, one table in their place */
     return 1;
 }
 
@@ -197,27 +225,77 @@ static const yajl_callbacks CALLBACKS = {
     .yajl_end_array = on_end,
 };
 
-/* The handle lives in a userdata while yajl runs: a Lua error inside a callback (the memory
- * ceiling) unwinds past yajl, and the GC then frees the handle. */
-static int handle_gc(lua_State *L)
+/* One per Lua state, in the registry: the arena yajl allocates from. A parse runs inside
+ * lua_pcall, so that a Lua error from a callback (the memory ceiling) comes back here, where
+ * the arena is reset (nothing leaks, nothing stays "in use") before the error goes on. */
+typedef struct decoder {
+    int busy; /* a parse is running: one started inside it (from a finalizer) goes to cJSON */
+    script_json_arena arena;
+} decoder;
+
+typedef struct parse_job {
+    decoder *d; /* set once the parse owns the decoder */
+    const char *text;
+    size_t len;
+    const char *type;
+    int ok;
+} parse_job;
+
+static char PARSE_KEY; /* its address is the registry key of parse_protected's closure */
+
+static int decoder_gc(lua_State *L)
 {
-    yajl_handle *h = luaL_checkudata(L, 1, HANDLE);
-    if (*h)
-        yajl_free(*h);
-    *h = NULL;
+    script_json_arena_reset(&((decoder *)lua_touserdata(L, 1))->arena);
     return 0;
 }
 
-static yajl_handle *handle_push(lua_State *L)
+static void run_yajl(parse_job *job, lua_State *L)
 {
-    yajl_handle *h = lua_newuserdata(L, sizeof *h);
-    *h = NULL;
-    if (luaL_newmetatable(L, HANDLE)) {
-        lua_pushcfunction(L, handle_gc);
-        lua_setfield(L, -2, "__gc");
+    script_json_arena *arena = &job->d->arena;
+    builder b = {.L = L, .depth = 0, .type = NULL, .room = 0};
+    script_json_arena_reset(arena);
+    yajl_alloc_funcs funcs = script_json_arena_funcs(arena);
+    yajl_handle h = yajl_alloc(&CALLBACKS, &funcs, &b);
+    if (h) {
+        yajl_config(h, yajl_dont_validate_strings, 1);
+        job->ok = yajl_parse(h, (const unsigned char *)job->text, job->len) == yajl_status_ok &&
+                  yajl_complete_parse(h) == yajl_status_ok && lua_gettop(L) == 2;
+        yajl_free(h);
     }
+    script_json_arena_reset(arena);
+    job->type = b.type;
+}
+
+/* lua_pcall'd with a parse_job, the decoder its upvalue: leaves the value, or nil with ok
+ * unset. A parse already running (this one began inside it) leaves the decoder alone. */
+static int parse_protected(lua_State *L)
+{
+    parse_job *job = lua_touserdata(L, 1);
+    decoder *d = lua_touserdata(L, lua_upvalueindex(1));
+    if (!d->busy) {
+        d->busy = 1;
+        job->d = d;
+        run_yajl(job, L);
+    }
+    if (!job->ok)
+        lua_pushnil(L);
+    return 1;
+}
+
+/* Made on first use: the decoder userdata, as the upvalue of parse_protected's closure. */
+static void parser_create(lua_State *L)
+{
+    decoder *d = lua_newuserdata(L, sizeof *d);
+    d->busy = 0;
+    script_json_arena_init(&d->arena);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, decoder_gc);
+    lua_setfield(L, -2, "__gc");
     lua_setmetatable(L, -2);
-    return h;
+    lua_pushcclosure(L, parse_protected, 1);
+    lua_pushlightuserdata(L, &PARSE_KEY);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
 }
 
 static int has_unicode_escape(const char *text, size_t len)
@@ -233,23 +311,26 @@ int script_json_stream_push(lua_State *L, const char *text, size_t len, const ch
     if (has_unicode_escape(text, len) || !lua_checkstack(L, 4))
         return -1;
     int top = lua_gettop(L);
-    yajl_handle *h = handle_push(L);
-    builder b = {.L = L, .depth = 0, .type = NULL};
-    *h = yajl_alloc(&CALLBACKS, NULL, &b);
-    if (!*h) {
+    parse_job job = {.d = NULL, .text = text, .len = len, .type = NULL, .ok = 0};
+    lua_pushlightuserdata(L, &PARSE_KEY);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        parser_create(L);
+    }
+    lua_pushlightuserdata(L, &job);
+    int rc = lua_pcall(L, 1, 1, 0);
+    if (job.d) {
+        job.d->busy = 0;
+        if (rc != 0) /* what yajl held when the error unwound it */
+            script_json_arena_reset(&job.d->arena);
+    }
+    if (rc != 0)
+        lua_error(L); /* the same error object, raised on */
+    if (!job.ok) {
         lua_settop(L, top);
         return -1;
     }
-    yajl_config(*h, yajl_dont_validate_strings, 1);
-    int ok = yajl_parse(*h, (const unsigned char *)text, len) == yajl_status_ok &&
-             yajl_complete_parse(*h) == yajl_status_ok && lua_gettop(L) == top + 2;
-    yajl_free(*h);
-    *h = NULL;
-    if (!ok) {
-        lua_settop(L, top);
-        return -1;
-    }
-    lua_remove(L, top + 1); /* the handle's userdata */
-    *type = b.type;
+    *type = job.type;
     return 0;
 }

@@ -173,4 +173,9 @@ PGconn *db_connect_blocking(const char *conninfo, char *err, size_t errlen);
  * outside this module. Caller frees; NULL on NULL text or out of memory. */
 char *db_scrub(const char *conninfo, const char *text);
 
+/* The password strings of a conninfo (as written and decoded), longest first, for the
+ * engine-wide scrubber (secrets.c). Free with db_conninfo_secrets_free. */
+void db_conninfo_secrets(const char *conninfo, char ***list, int *n);
+void db_conninfo_secrets_free(char **list, int n);
+
 #endif

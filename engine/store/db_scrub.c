@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "db_internal.h"
+#include "secrets.h"
 
 static void add_secret(char ***list, int *n, const char *s, size_t len)
 {
@@ -141,70 +142,19 @@ void dbi_secrets_free(char **list, int n)
     free(list);
 }
 
-/* A copy of `text` without any secret: occurrences are replaced by ***, and so is every
- * "double-quoted" fragment that is part of a secret (libpq quotes conninfo pieces). */
+/* The replacing itself is the engine's one scrubber (secrets.c); this file only knows where
+ * a conninfo keeps its password. */
 static char *scrub_with(char **secrets, int nsecrets, const char *text)
 {
-    if (!text)
-        return NULL;
-    char *cur = strdup(text);
-    if (!cur || nsecrets == 0)
-        return cur;
-    for (int i = 0; i < nsecrets; i++) {
-        const char *s = secrets[i];
-        size_t sl = strlen(s);
-        if (sl == 0 || !strstr(cur, s))
-            continue;
-        size_t cap = strlen(cur) * 3 + 4, o = 0;
-        char *out = malloc(cap + 1);
-        if (!out) {
-            free(cur);
-            return NULL;
-        }
-        for (const char *p = cur; *p;) {
-            if (strncmp(p, s, sl) == 0) {
-                memcpy(out + o, "***", 3);
-                o += 3;
-                p += sl;
-            } else {
-                out[o++] = *p++;
-            }
-        }
-        out[o] = '\0';
-        free(cur);
-        cur = out;
-    }
-    /* quoted fragments that are pieces of a secret */
-    for (char *q = strchr(cur, '"'); q; q = strchr(q, '"')) {
-        char *e = strchr(q + 1, '"');
-        if (!e)
-            break;
-        size_t fl = (size_t)(e - q - 1);
-        bool hit = false;
-        for (int i = 0; i < nsecrets && fl > 0 && !hit; i++) {
-            const char *s = secrets[i];
-            for (const char *p = s; (p = strchr(p, q[1])) != NULL; p++)
-                if (strncmp(p, q + 1, fl) == 0) {
-                    hit = true;
-                    break;
-                }
-        }
-        if (hit) {
-            size_t tail = strlen(e);
-            memcpy(q + 1, "***", fl < 3 ? fl : 3);
-            if (fl >= 3) {
-                memmove(q + 4, e, tail + 1);
-                e = q + 4;
-            } else {
-                /* shorter than ***: keep length, mask every char */
-                for (size_t k = 0; k < fl; k++)
-                    q[1 + k] = '*';
-            }
-        }
-        q = e + 1;
-    }
-    return cur;
+    return secrets_scrub_list(secrets, nsecrets, text);
 }
+
+void db_conninfo_secrets(const char *conninfo, char ***list, int *n)
+{
+    dbi_secrets_load(conninfo, list, n);
+}
+
+void db_conninfo_secrets_free(char **list, int n) { dbi_secrets_free(list, n); }
 
 char *db_scrub(const char *conninfo, const char *text)
 {

@@ -1,10 +1,12 @@
 /* Players, account state and poll commits in PostgreSQL (see db_store.h).
  *
- * Statements per poll: a poll that changed something (an award, a new observation, new rule
- * state) is one statement, SELECT m2p_commit_poll(...). A poll that changed nothing only
- * needs last_success updated; those are collected and written together every
- * touch_flush_seconds with one UPDATE over unnest()ed arrays. Before first polls, account
- * states are read a page of a pool per statement (store_load_page), not one per account.
+ * Statements per poll: a poll that awarded something or saw a new observation is one
+ * statement, SELECT m2p_commit_poll(...). A poll that saw the same observation and awarded
+ * nothing (its state may still differ: the rules write `polled` on every poll) is not
+ * committed: its last_success and its state are collected and written together every
+ * touch_flush_seconds with one UPDATE over unnest()ed arrays, the state only where the row
+ * still has the version the engine holds (docs/operations.md, "Unchanged polls"). Before
+ * first polls, account states are read a page of a pool per statement (store_load_page).
  */
 #include "db_store.h"
 
@@ -17,9 +19,13 @@
 #include <cjson/cJSON.h>
 
 #include "log.h"
+#include "utf8.h"
 
 #define PLAYERS_PAGE "5000"
 #define TOUCH_BATCH_MAX 5000
+/* A batch is sent at this many bytes of states too: one parameter may not pass 1 GB, and the
+ * engine holds the batch twice while it builds it. */
+#define TOUCH_STATES_MAX_BYTES (64u << 20)
 
 static const char *const SQL_PLAYERS_PAGE =
     "SELECT p.id, p.username, p.wallet_address,"
@@ -71,10 +77,26 @@ static const char *const SQL_PRUNE =
     "DELETE FROM pool_snapshots WHERE id IN (SELECT id FROM pool_snapshots"
     " WHERE snapshot_time < now() - make_interval(days => $1::int) LIMIT 1000)";
 
+/* One row per account even when it was touched several times in the batch (an UPDATE joined
+ * to two rows applies one of them, either): its latest entry with a state (NULL: the same
+ * state as its poll before), else its latest. The state is written only at the version the
+ * engine held (a fencing token: a commit since, of this engine or another, bumped it and
+ * wins); the version itself is never bumped here. */
 static const char *const SQL_TOUCH =
-    "UPDATE m2p_accounts a SET last_success = now(), last_attempt = now(), failures = 0"
-    " FROM unnest($1::int[], $2::text[]) AS t(player_id, pool_name)"
+    "UPDATE m2p_accounts a SET last_success = now(), last_attempt = now(), failures = 0,"
+    " state = CASE WHEN t.state IS NOT NULL AND a.version = t.version"
+    "         THEN t.state::jsonb ELSE a.state END"
+    " FROM (SELECT DISTINCT ON (player_id, pool_name) player_id, pool_name, version, state"
+    "       FROM unnest($1::int[], $2::text[], $3::bigint[], $4::text[]) WITH ORDINALITY"
+    "            AS u(player_id, pool_name, version, state, n)"
+    "       ORDER BY player_id, pool_name, state IS NULL, n DESC) t"
     " WHERE a.player_id = t.player_id AND a.pool_name = t.pool_name";
+
+/* The comma-separated elements of a PostgreSQL array literal being built. */
+typedef struct text_list {
+    char *text;
+    size_t len, cap;
+} text_list;
 
 struct db_store {
     account_store accounts; /* first: the poller's view of this store */
@@ -89,9 +111,9 @@ struct db_store {
     bool loading, loaded_once;
     bool closing;
     ev_timer refresh;
-    /* unchanged polls waiting to be written */
-    char *touch_ids, *touch_pools;
-    size_t touch_n, touch_ids_len, touch_pools_len;
+    /* unchanged polls waiting to be written: the elements of SQL_TOUCH's arrays */
+    text_list touch_ids, touch_pools, touch_versions, touch_states;
+    size_t touch_n;
     ev_timer touch_timer;
     ev_timer prune_timer;
     char retention_days[16];
@@ -478,45 +500,109 @@ static char *snapshot_json(const db_store *s, const poll_commit *pc)
 static void on_touch(void *user, const db_result *r)
 {
     (void)user;
+    /* Timestamps and unchanged polls' states lost: as if those polls never happened. */
     if (!r->ok)
-        log_message(LOG_WARNING, "touch_failed", "%s", r->error); /* only timestamps lost */
+        log_message(LOG_WARNING, "touch_failed", "%s", r->error);
+}
+
+/* `n` more bytes fit (and the terminating NUL): grown by doubling, states are long. */
+static void reserve(text_list *l, size_t n)
+{
+    if (l->len + n + 1 <= l->cap)
+        return;
+    size_t cap = l->cap ? l->cap : 256;
+    while (cap < l->len + n + 1)
+        cap *= 2;
+    char *grown = realloc(l->text, cap);
+    if (!grown)
+        abort(); /* out of memory: never a batch with a cut-off element */
+    l->text = grown;
+    l->cap = cap;
+}
+
+/* Appends one element as it is (numbers, NULL, elements quoted already). */
+static void append(text_list *l, const char *text)
+{
+    size_t n = strlen(text);
+    reserve(l, n + 1);
+    if (l->len)
+        l->text[l->len++] = ',';
+    memcpy(l->text + l->len, text, n + 1);
+    l->len += n;
+}
+
+/* Appends any text as a quoted array element: inside quotes only '"' and '\\' need a
+ * backslash (PostgreSQL's array input), so a state's JSON passes unchanged. */
+static void append_quoted(text_list *l, const char *text)
+{
+    size_t n = strlen(text);
+    reserve(l, 2 * n + 3);
+    if (l->len)
+        l->text[l->len++] = ',';
+    char *out = l->text + l->len;
+    *out++ = '"';
+    for (const char *c = text; *c; c++) {
+        if (*c == '"' || *c == '\\')
+            *out++ = '\\';
+        *out++ = *c;
+    }
+    *out++ = '"';
+    *out = '\0';
+    l->len = (size_t)(out - l->text);
+}
+
+/* "{elements}" for a bound parameter; the list is emptied. */
+static char *take_array(text_list *l)
+{
+    char *array = malloc(l->len + 3);
+    if (!array)
+        abort(); /* out of memory: as reserve() */
+    snprintf(array, l->len + 3, "{%s}", l->len ? l->text : "");
+    l->len = 0;
+    return array;
 }
 
 static void flush_touches(db_store *s)
 {
     if (!s->touch_n)
         return;
-    char *ids = malloc(s->touch_ids_len + 3), *pools = malloc(s->touch_pools_len + 3);
-    snprintf(ids, s->touch_ids_len + 3, "{%s}", s->touch_ids);
-    snprintf(pools, s->touch_pools_len + 3, "{%s}", s->touch_pools);
-    const char *params[] = {ids, pools};
-    query(s, SQL_TOUCH, 2, params, on_touch, s);
+    char *ids = take_array(&s->touch_ids), *pools = take_array(&s->touch_pools);
+    char *versions = take_array(&s->touch_versions), *states = take_array(&s->touch_states);
+    const char *params[] = {ids, pools, versions, states};
+    query(s, SQL_TOUCH, 4, params, on_touch, s);
     free(ids);
     free(pools);
-    s->touch_n = s->touch_ids_len = s->touch_pools_len = 0;
-    s->touch_ids[0] = s->touch_pools[0] = '\0';
-}
-
-static void append(char **buf, size_t *len, const char *text)
-{
-    size_t n = strlen(text);
-    *buf = realloc(*buf, *len + n + 2);
-    if (*len)
-        (*buf)[(*len)++] = ',';
-    memcpy(*buf + *len, text, n + 1);
-    *len += n;
+    free(versions);
+    free(states);
+    s->touch_n = 0;
 }
 
 static void touch(db_store *s, const poll_commit *pc)
 {
-    char id[24], pool[80];
+    char id[24], version[24];
     snprintf(id, sizeof id, "%lld", (long long)pc->player->id);
-    /* Pool names are [A-Za-z0-9_-] (checked when a script loads): safe inside quotes. */
-    snprintf(pool, sizeof pool, "\"%s\"", pc->pool);
-    append(&s->touch_ids, &s->touch_ids_len, id);
-    append(&s->touch_pools, &s->touch_pools_len, pool);
-    if (++s->touch_n >= TOUCH_BATCH_MAX)
+    snprintf(version, sizeof version, "%lld", pc->version);
+    append(&s->touch_ids, id);
+    /* Pool names are [A-Za-z0-9_-] (checked when a script loads); quoted all the same. */
+    append_quoted(&s->touch_pools, pc->pool);
+    append(&s->touch_versions, version);
+    /* The text of the poll before is the stored state or one written by an earlier touch:
+     * an equal text need not travel again. */
+    if (strcmp(pc->previous_state, pc->outcome->state_json) == 0)
+        append(&s->touch_states, "NULL");
+    else
+        append_quoted(&s->touch_states, pc->outcome->state_json);
+    if (++s->touch_n >= TOUCH_BATCH_MAX || s->touch_states.len > TOUCH_STATES_MAX_BYTES)
         flush_touches(s);
+}
+
+/* A state PostgreSQL's text and jsonb input would refuse (invalid UTF-8 from a custom rule's
+ * string, a \u0000 escape) fails the statement it is in: in a touch batch it would fail the
+ * batch of every account in it, each flush. Such a state takes its own account's commit,
+ * where the failure stays with that account. */
+static bool pg_accepts(const char *json)
+{
+    return utf8_valid(json) && !strstr(json, "\\u0000");
 }
 
 static void on_touch_timer(struct ev_loop *loop, ev_timer *w, int revents)
@@ -526,30 +612,23 @@ static void on_touch_timer(struct ev_loop *loop, ev_timer *w, int revents)
     flush_touches(w->data);
 }
 
-/* Same state: equal text, or (right after a load, since PostgreSQL's JSONB stores keys in
- * its own order) equal JSON. */
-static bool same_state(const char *stored, const char *next)
-{
-    if (strcmp(stored, next) == 0)
-        return true;
-    cJSON *a = cJSON_Parse(stored), *b = cJSON_Parse(next);
-    bool same = a && b && cJSON_Compare(a, b, true);
-    cJSON_Delete(a);
-    cJSON_Delete(b);
-    return same;
-}
-
-static bool unchanged(const poll_commit *pc)
+/* A poll is touched, not committed, when it saw the observation stored (or touched) before
+ * and awarded nothing (so held nothing). Its state may still differ from the stored one
+ * (the rules' `polled`, a pending decrease's count): losing such a state with a lost touch
+ * is the same as those polls never having happened, which the rules handle as any gap
+ * between polls; an award or a new observation is always committed with the state that
+ * produced it (docs/operations.md, "Unchanged polls"). */
+static bool touchable(const poll_commit *pc)
 {
     return pc->version > 0 && pc->outcome->n_awards == 0 && !pc->observation_changed &&
-           pc->previous_state && same_state(pc->previous_state, pc->outcome->state_json);
+           pc->previous_state && pg_accepts(pc->outcome->state_json);
 }
 
 static void store_commit(account_store *self, const poll_commit *pc, commit_done_fn done,
                          void *ctx)
 {
     db_store *s = (db_store *)self;
-    if (unchanged(pc)) {
+    if (touchable(pc)) {
         touch(s, pc);
         done(ctx, COMMIT_OK, pc->version, NULL);
         return;
@@ -610,8 +689,6 @@ db_store *db_store_new(struct ev_loop *loop, db *d, const db_store_options *o)
     s->loop = loop;
     s->db = d;
     s->opts = *o;
-    s->touch_ids = calloc(1, 1);
-    s->touch_pools = calloc(1, 1);
     ev_timer_init(&s->touch_timer, on_touch_timer, o->touch_flush_seconds, o->touch_flush_seconds);
     ev_timer_init(&s->refresh, on_refresh_timer, o->refresh_seconds, o->refresh_seconds);
     s->touch_timer.data = s->refresh.data = s;
@@ -643,8 +720,10 @@ void db_store_free(db_store *s)
     ev_timer_stop(s->loop, &s->touch_timer);
     ev_timer_stop(s->loop, &s->refresh);
     ev_timer_stop(s->loop, &s->prune_timer);
-    free(s->touch_ids);
-    free(s->touch_pools);
+    free(s->touch_ids.text);
+    free(s->touch_pools.text);
+    free(s->touch_versions.text);
+    free(s->touch_states.text);
     free(s);
 }
 

@@ -30,6 +30,14 @@ typedef struct player_list {
  * Every entry is checked; an error names the file, the entry and the field. */
 int players_load_file(const char *path, player_list *out, char *err, size_t errlen);
 
+/* The two ways players_load_file reads a file, for tests. The stream reads one entry at a
+ * time (the peak is one entry's tree, not the whole file's); it returns -2, having decided
+ * nothing, for a file whose start is not plain ('[' after a byte order mark and whitespace)
+ * or that is not a regular file, and players_load_file then uses the tree: the whole file
+ * as one cJSON tree, the reference the stream answers like. */
+int players_load_stream(const char *path, player_list *out, char *err, size_t errlen);
+int players_load_file_tree(const char *path, player_list *out, char *err, size_t errlen);
+
 /* Sets p's per-pool wallets from the database's JSON object {"pool": "wallet", ...}
  * (entries that are not strings are ignored). */
 void player_set_wallets_json(player *p, const char *json);

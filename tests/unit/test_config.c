@@ -2,6 +2,7 @@
  * secrets and URL redaction. Every case starts from an environment without the settings. */
 #include "check.h"
 #include "config.h"
+#include "secrets.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -607,6 +608,52 @@ static void test_secret(void)
     clear_env();
 }
 
+/* Issue 12: a secret expanded into, or pasted into, ANOTHER setting is not shown in that
+ * setting's message, nor is the user:password of an invalid URL. */
+static void test_secret_in_other_settings(void)
+{
+    static const char *const secrets[][2] = {
+        {"DATABASE_URL", "postgresql://m2p:hunter2-s3cret@db:5432/game"},
+        {"WEBHOOK_SECRET", "hunter2-s3cret"},
+        {"ADMIN_TOKEN", "hunter2-s3cret"},
+        {"SOCKETIO_AUTH", "{\"token\":\"hunter2-s3cret\"}"},
+    };
+    static const char *const targets[] = {"AUTO_MIGRATE", "CPU_POOL_URL", "ZPOOL_URL",
+                                          "SOCKETIO_URL", "AP_PER_ADVC", "DB_POOL_SIZE",
+                                          "LOG_LEVEL", "SOCKETIO_NAMESPACE", NULL};
+    secrets_forget_all(); /* the earlier cases' passwords ("a b") would mask these texts */
+    for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++) {
+        for (int t = 0; targets[t]; t++) {
+            clear_env();
+            setenv(secrets[i][0], secrets[i][1], 1);
+            char line[128];
+            snprintf(line, sizeof line, "%s=${%s}\n", targets[t], secrets[i][0]);
+            config *c = load(line);
+            CHECK(c == NULL, "%s accepted", line);
+            config_free(c);
+            CHECK_CONTAINS(err, targets[t]);
+            CHECK_LACKS(err, SECRET);
+            CHECK_LACKS(err, "hunter2"); /* not even a cut-off piece */
+        }
+    }
+    /* the exact message of the first hostile run's case */
+    clear_env();
+    setenv("DATABASE_URL", secrets[0][1], 1);
+    config *c = load("AUTO_MIGRATE=${DATABASE_URL}\n");
+    config_free(c);
+    CHECK_CONTAINS(err, "AUTO_MIGRATE: \"postgresql://***@db:5432/game\" is not a boolean");
+
+    /* user information of any URL, secret setting or not */
+    const char *e = load_error("SOCKETIO_URL", "ftp://sio:hunter2-s3cret@127.0.0.1:1/");
+    CHECK_CONTAINS(e, "SOCKETIO_URL: \"ftp://***@127.0.0.1:1/\"");
+    CHECK_LACKS(e, "hunter2");
+    e = load_error("CPU_POOL_URL", "gopher://cpu:hunter2-s3cret@pool/x");
+    CHECK_LACKS(e, "hunter2");
+    CHECK_LACKS(e, "cpu:");
+    clear_env();
+    secrets_forget_all();
+}
+
 static void test_redaction(void)
 {
     static const char *const cases[][2] = {
@@ -700,6 +747,7 @@ int main(void)
     test_enums_and_urls();
     test_notifier_settings();
     test_secret();
+    test_secret_in_other_settings();
     test_redaction();
     test_help();
     test_wrong_getter_aborts();

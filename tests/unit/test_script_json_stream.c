@@ -189,6 +189,34 @@ static void test_wide(lua_State *L)
     free(text);
 }
 
+/* Arrays and objects around the sizes at which the decoder asks the Lua stack for more room
+ * (it asks for 64 slots at a time), nested too: taken, and the same values. */
+static void test_stack_room_steps(lua_State *L)
+{
+    static const int sizes[] = {1, 31, 32, 33, 62, 63, 64, 65, 66, 127, 128, 129, 3000};
+    size_t cap = 64 * 1024;
+    char *text = malloc(cap);
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        int n = sizes[k];
+        for (int shape = 0; shape < 3; shape++) {
+            size_t len = (size_t)snprintf(text, cap, "%s", shape == 1 ? "{" : "[");
+            for (int i = 0; i < n; i++) {
+                const char *sep = i ? "," : "";
+                if (shape == 0)
+                    len += (size_t)snprintf(text + len, cap - len, "%s%d", sep, i);
+                else if (shape == 1)
+                    len += (size_t)snprintf(text + len, cap - len, "%s\"k%d\":[%d]", sep, i, i);
+                else
+                    len += (size_t)snprintf(text + len, cap - len, "%s{\"a\":%d,\"b\":[1,{}]}",
+                                            sep, i);
+            }
+            len += (size_t)snprintf(text + len, cap - len, "%s", shape == 1 ? "}" : "]");
+            CHECK(check_text(L, text, len), "%d members, shape %d refused", n, shape);
+        }
+    }
+    free(text);
+}
+
 static void random_number(char *out, size_t size)
 {
     static const char *const forms[] = {"%d", "%d.%d", "-%d.%0*d", "%d.%de%d", "%dE-%d",
@@ -277,6 +305,164 @@ static void test_random_documents(lua_State *L)
     free(buf);
 }
 
+/* A string with escapes longer than the decoder's arena: yajl's decode buffer grows past it
+ * into malloc'd blocks, which must come out the same (and, under ASan, be freed). */
+static void test_long_escaped_string(lua_State *L)
+{
+    size_t n = 30000, len = 0;
+    char *text = malloc(n + 16);
+    text[len++] = '[';
+    text[len++] = '"';
+    while (len < n) {
+        memcpy(text + len, "ab\\n\\\"cd", 8);
+        len += 8;
+    }
+    memcpy(text + len, "\",1]", 4);
+    len += 4;
+    CHECK(check_text(L, text, len), "long escaped string refused");
+    free(text);
+}
+
+/* An allocator that refuses every allocation after the first `allow` (counted from when the
+ * test arms it): a Lua memory error raised in the middle of a parse, as the ceiling does. */
+typedef struct failing_alloc {
+    int armed;
+    long allow;
+} failing_alloc;
+
+static void *failing_realloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    failing_alloc *f = ud;
+    if (nsize == 0) {
+        free(ptr);
+        return NULL;
+    }
+    if (f->armed && nsize > (ptr ? osize : 0) && f->allow-- <= 0)
+        return NULL;
+    return realloc(ptr, nsize);
+}
+
+static int push_stream(lua_State *L)
+{
+    size_t len;
+    const char *text = lua_tolstring(L, 1, &len);
+    const char *type;
+    if (script_json_stream_push(L, text, len, &type) != 0)
+        lua_pushliteral(L, "handed back");
+    return 1;
+}
+
+/* A document with many tables and strings, and an escaped string past the arena. */
+static char *allocating_document(size_t *len)
+{
+    size_t cap = 64 * 1024;
+    char *text = malloc(cap);
+    size_t n = (size_t)snprintf(text, cap, "{\"s\":\"");
+    for (int i = 0; i < 1500; i++)
+        n += (size_t)snprintf(text + n, cap - n, "x\\ty");
+    n += (size_t)snprintf(text + n, cap - n, "\",\"list\":[");
+    for (int i = 0; i < 200; i++)
+        n += (size_t)snprintf(text + n, cap - n, "%s{\"k%d\":[%d,\"v%d\"]}", i ? "," : "", i, i,
+                              i);
+    n += (size_t)snprintf(text + n, cap - n, "]}");
+    *len = n;
+    return text;
+}
+
+/* A Lua error from an allocation inside a parse (wherever it lands) must leave nothing
+ * allocated (ASan's leak check) and the decoder usable: the next parse takes the fast path
+ * again and gives the same value. */
+static void test_error_mid_parse(void)
+{
+    failing_alloc f = {0, 0};
+    lua_State *L = lua_newstate(failing_realloc, &f);
+    luaL_openlibs(L);
+    CHECK(luaL_dostring(L, DUMP) == 0, "dump: %s", lua_tostring(L, -1));
+    lua_setfield(L, LUA_REGISTRYINDEX, "test.dump");
+    lua_register(L, "push_tree", push_tree);
+    size_t len;
+    char *text = allocating_document(&len);
+    char *ref = reference(L, text, len);
+    int failed = 0, recovered = 0;
+    for (long allow = 0; allow < 1200; allow += 7) {
+        lua_pushcfunction(L, push_stream);
+        lua_pushlstring(L, text, len);
+        f.allow = allow;
+        f.armed = 1;
+        int rc = lua_pcall(L, 1, 1, 0);
+        f.armed = 0;
+        if (rc != 0) {
+            failed++;
+            lua_pop(L, 1);
+            continue;
+        }
+        dump_top(L);
+        recovered += ref && strcmp(lua_tostring(L, -1), ref) == 0;
+        lua_pop(L, 1);
+    }
+    CHECK(failed > 50, "only %d parses were cut short", failed);
+    CHECK(recovered > 0, "no parse succeeded with enough memory");
+    const char *type;
+    CHECK(script_json_stream_push(L, text, len, &type) == 0, "fast path not usable after errors");
+    dump_top(L);
+    CHECK(ref && strcmp(lua_tostring(L, -1), ref) == 0, "value after errors differs");
+    lua_pop(L, 1);
+    free(ref);
+    free(text);
+    lua_close(L);
+}
+
+/* A parse started inside a parse (a finalizer that decodes, run by a garbage collection step
+ * of an allocation in a callback) must not share the running parse's memory: it is handed
+ * back to cJSON, and both values come out right. The engine's sandbox offers no finalizers;
+ * this is the guard for when something does. */
+static const char *NESTED =
+    "local text, inner_text = ...\n"
+    "local nested, wrong = 0, 0\n"
+    "local function arm()\n"
+    "  for i = 1, 50 do\n"
+    "    local p = newproxy(true)\n"
+    "    getmetatable(p).__gc = function()\n"
+    "      local v = stream(inner_text)\n"
+    "      if v == 'handed back' then nested = nested + 1\n"
+    "      elseif type(v) ~= 'table' or v.n[3] ~= 3 then wrong = wrong + 1 end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "collectgarbage('setpause', 1)\n"
+    "collectgarbage('setstepmul', 400)\n"
+    "local results = {}\n"
+    "for round = 1, 40 do\n"
+    "  arm()\n"
+    "  results[round] = dump(stream(text))\n"
+    "end\n"
+    "collectgarbage('setpause', 200)\n"
+    "collectgarbage('setstepmul', 200)\n"
+    "for round = 2, 40 do\n"
+    "  if results[round] ~= results[1] then wrong = wrong + 1 end\n"
+    "end\n"
+    "return nested, wrong, results[1]\n";
+
+static void test_nested_parse(lua_State *L)
+{
+    size_t len;
+    char *text = allocating_document(&len);
+    char *ref = reference(L, text, len);
+    lua_register(L, "stream", push_stream);
+    lua_getfield(L, LUA_REGISTRYINDEX, "test.dump");
+    lua_setglobal(L, "dump");
+    CHECK(luaL_loadstring(L, NESTED) == 0, "nested: %s", lua_tostring(L, -1));
+    lua_pushlstring(L, text, len);
+    lua_pushliteral(L, "{\"n\":[1,2,3]}");
+    CHECK(lua_pcall(L, 2, 3, 0) == 0, "nested: %s", lua_tostring(L, -1));
+    CHECK(lua_tointeger(L, -3) > 0, "no decode ran inside a parse (the test proves nothing)");
+    CHECK(lua_tointeger(L, -2) == 0, "%d wrong values", (int)lua_tointeger(L, -2));
+    CHECK(ref && strcmp(lua_tostring(L, -1), ref) == 0, "nested value differs");
+    lua_pop(L, 3);
+    free(ref);
+    free(text);
+}
+
 int main(void)
 {
     lua_State *L = luaL_newstate();
@@ -287,10 +473,14 @@ int main(void)
     test_fixed_cases(L);
     test_depth(L);
     test_wide(L);
+    test_stack_room_steps(L);
     test_random_documents(L);
+    test_long_escaped_string(L);
+    test_nested_parse(L);
     CHECK(differ == 0, "%d of %d decoded differently from cJSON", differ, compared);
     CHECK(lua_gettop(L) == 0, "stack left with %d values", lua_gettop(L));
     printf("%d compared, %d handed back to cJSON\n", compared, handed_back);
     lua_close(L);
+    test_error_mid_parse();
     return check_summary();
 }
