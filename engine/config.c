@@ -253,7 +253,8 @@ static const config_setting settings[CFG_COUNT] = {
     SETTING_ENUM(HTTP_CLIENT, "auto", http_clients,
                  "auto: plain http:// GETs (no proxy, interface or redirects) through the "
                  "engine's own HTTP/1.1 client, everything else through libcurl; libcurl: "
-                 "every request through libcurl"),
+                 "every pool request (and --probe's) through libcurl; the Socket.IO notifier's http:// "
+                 "long-polling uses the plain client either way"),
     SETTING_BOOL(CPU_POOL_ENABLED, "true", "poll accounts on cpu-pool.com"),
     SETTING_URL(CPU_POOL_URL, "http://cpu-pool.com/api/worker_stats", http_schemes,
                 "cpu-pool (NOMP) worker_stats endpoint; the wallet is the whole query string"),
