@@ -15,12 +15,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def request(port, path, method="GET", headers=None, body=None):
+def request(port, path, method="GET", headers=None, body=None, timeout=10):
     """(status, headers, body text) of one request; HTTP errors are answers too."""
     req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), data=body,
                                  method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(req, timeout=10) as r:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, dict(r.headers), r.read().decode("utf-8")
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), e.read().decode("utf-8")
