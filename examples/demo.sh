@@ -162,8 +162,9 @@ start_relay() {
       >"$logs/relay.out" 2>&1 &
     relay_pid=$!
     for _ in $(seq 100); do
+      # The file may not exist yet (the background shell has not opened it): not an error.
       relay_port=$(sed -n 's|^relay: listening on http://127.0.0.1:\([0-9]*\)/$|\1|p' \
-        "$logs/relay.out")
+        "$logs/relay.out" 2>/dev/null || true)
       { [ -n "$relay_port" ] || ! kill -0 "$relay_pid" 2>/dev/null; } && break
       sleep 0.1
     done
