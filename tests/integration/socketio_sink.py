@@ -202,7 +202,9 @@ def test_every_event_acked_once(ctx):
     for i in range(n):
         check(by_id.get(str(i)) == payload(i),
               "payload %d altered: %r != %r" % (i, by_id.get(str(i)), payload(i)))
-    check(logs(driver, "socketio_connected"), "no socketio_connected log line")
+    # stdout and stderr are read by two threads: the outcome can be seen before the log line.
+    driver.wait(lambda rs: logs(driver, "socketio_connected"), 30, "the socketio_connected log",
+                which="err")
     connected = [r for r in server.records() if "connect" in r]
     check(connected and connected[0]["connect"]["namespace"] == NAMESPACE, "namespace")
     rc = driver.finish()
@@ -235,7 +237,9 @@ def test_default_namespace_and_ws_url(ctx):
     got = server.wait(lambda rs: len(server_events(server)) >= 3 and server_events(server),
                       30, "the server's record of 3 events")
     check(sorted(e["ack_id"] for e in got) == [1, 2, 3], "ack ids: %s" % got)
-    check(logs(driver, "socketio_connected")[0]["url"].startswith("http://"), "ws -> http")
+    connected = driver.wait(lambda rs: logs(driver, "socketio_connected"), 30,
+                            "the socketio_connected log", which="err")
+    check(connected[0]["url"].startswith("http://"), "ws -> http")
     check_clean_exit(driver, driver.finish())
 
 
