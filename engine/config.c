@@ -205,6 +205,10 @@ static const config_setting settings[CFG_COUNT] = {
                  "apply pending schema migrations at start; false: refuse to start until "
                  "'m2p-engine --migrate' has run"),
     SETTING_INT(DB_POOL_SIZE, "4", 1, 64, "connections to PostgreSQL"),
+    SETTING_NUMBER(DB_RESULT_TIMEOUT_SECONDS, "30", 0, 86400,
+                   "seconds a connection with queries sent may go without a result before it "
+                   "is dropped and reconnected (a hung server); 0 = wait however long it "
+                   "takes"),
     SETTING_NUMBER(DATABASE_STATS_INTERVAL, "15", 0.5, 3600,
                    "seconds between two reads of the outbox depth and the held awards for "
                    "GET /metrics and /status (one small query each time)"),
@@ -256,6 +260,10 @@ static const config_setting settings[CFG_COUNT] = {
                  "every pool request (and --probe's) through libcurl; the Socket.IO notifier's http:// "
                  "long-polling uses the plain client either way"),
     SETTING_BOOL(CPU_POOL_ENABLED, "true", "poll accounts on cpu-pool.com"),
+    SETTING_BOOL(CPU_POOL_TLS_VERIFY, "true",
+                 "verify the TLS certificate and host name of cpu-pool over https; false (a "
+                 "test pool with a self-signed certificate only) is logged as "
+                 "pool_tls_verify_off at start; no script can turn it off"),
     SETTING_URL(CPU_POOL_URL, "http://cpu-pool.com/api/worker_stats", http_schemes,
                 "cpu-pool (NOMP) worker_stats endpoint; the wallet is the whole query string"),
     SETTING_INT(CPU_POOL_CONCURRENCY, "8", 0, 10000,
@@ -263,6 +271,10 @@ static const config_setting settings[CFG_COUNT] = {
     SETTING_NUMBER(CPU_POOL_PER_SECOND, "10", 0, 100000,
                    "cpu-pool requests started per second from this engine; 0 = no cap"),
     SETTING_BOOL(RPLANT_ENABLED, "true", "poll accounts on pool.rplant.xyz"),
+    SETTING_BOOL(RPLANT_TLS_VERIFY, "true",
+                 "verify the TLS certificate and host name of rplant over https; false (a "
+                 "test pool with a self-signed certificate only) is logged as "
+                 "pool_tls_verify_off at start; no script can turn it off"),
     SETTING_URL(RPLANT_URL, "https://pool.rplant.xyz/api/walletEx/advc", http_schemes,
                 "rplant walletEx endpoint; the wallet is appended as a path segment"),
     SETTING_INT(RPLANT_CONCURRENCY, "8", 0, 10000,
@@ -270,6 +282,10 @@ static const config_setting settings[CFG_COUNT] = {
     SETTING_NUMBER(RPLANT_PER_SECOND, "10", 0, 100000,
                    "rplant requests started per second from this engine; 0 = no cap"),
     SETTING_BOOL(ZPOOL_ENABLED, "true", "poll accounts on zpool.ca"),
+    SETTING_BOOL(ZPOOL_TLS_VERIFY, "true",
+                 "verify the TLS certificate and host name of zpool over https; false (a "
+                 "test pool with a self-signed certificate only) is logged as "
+                 "pool_tls_verify_off at start; no script can turn it off"),
     SETTING_URL(ZPOOL_URL, "https://zpool.ca/api/walletEx", http_schemes,
                 "zpool (YiiMP) walletEx endpoint; the wallet is sent as ?address="),
     SETTING_NUMBER(ZPOOL_PER_SECOND, "0.015384615384615385", 1e-6, 100,
@@ -319,8 +335,9 @@ static const config_setting settings[CFG_COUNT] = {
                  "terminals; auto: text when stdout is a terminal, json otherwise (journald, "
                  "files, pipes)"),
     SETTING_NUMBER(SHUTDOWN_TIMEOUT_SECONDS, "10", 0, 600,
-                   "seconds to finish polls and deliveries in flight after SIGTERM before "
-                   "exiting"),
+                   "seconds to finish polls in flight after SIGTERM before exiting (notification "
+                   "deliveries in flight end at once; their events stay in the outbox and are "
+                   "sent again)"),
     SETTING_STRING(ADMIN_LISTEN, "127.0.0.1:9464", 0, "ADDRESS:PORT ([IPv6], localhost) or off",
                    check_admin_listen,
                    "the admin HTTP endpoint (/metrics, /healthz, /readyz, /status, POST /reload); "

@@ -81,6 +81,8 @@ struct http_transfer {
     char **values;              /* values[i] points into names[i] */
     size_t n_headers, headers_cap;
     int body_too_large, too_many_headers;
+    int headers_done;           /* the final response's blank line was read */
+    int connected;              /* libcurl is about to send on a made connection */
     http_redirects redirects;
     long timeout_ms;            /* this request's whole-request timeout */
     char origin[300];           /* "host:port" of the request, for HTTP_REDIRECTS_SAME_HOST */
@@ -240,6 +242,14 @@ static size_t on_header(char *line, size_t size, size_t n, void *userp)
     size_t len = size * n;
     if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
         response_reset(t);
+        t->headers_done = 0;
+        return len;
+    }
+    /* The blank line ends a header section (a later status line starts another). libcurl
+     * reports CURLE_OK for a connection closed before it: the caller must not take a 200
+     * status line alone for an answer (a webhook counted as delivered). */
+    if ((len == 2 && line[0] == '\r' && line[1] == '\n') || (len == 1 && line[0] == '\n')) {
+        t->headers_done = 1;
         return len;
     }
     return headers_add(t, line, len) == 0 ? len : 0;
@@ -288,6 +298,22 @@ static void transfer_unlink(http_client *c, http_transfer *t)
             return -1;                                            \
     } while (0)
 
+#if LIBCURL_VERSION_NUM >= 0x075000
+/* Called once the connection is made (new or reused) and the request is about to be sent:
+ * the one sure sign that a timeout after it is not a connect timeout. CONNECT_TIME is 0 on
+ * a reused connection, so it cannot tell. */
+static int on_prereq(void *userp, char *conn_primary_ip, char *conn_local_ip,
+                     int conn_primary_port, int conn_local_port)
+{
+    (void)conn_primary_ip;
+    (void)conn_local_ip;
+    (void)conn_primary_port;
+    (void)conn_local_port;
+    ((http_transfer *)userp)->connected = 1;
+    return CURL_PREREQFUNC_OK;
+}
+#endif
+
 /* Options that are the same for every request of a client: set once per easy handle. */
 static int configure_fixed(http_transfer *t)
 {
@@ -306,8 +332,6 @@ static int configure_fixed(http_transfer *t)
     /* "" = decode every encoding this libcurl can; the Accept-Encoding line itself is in
      * the header list (http_headers.h), so libcurl does not format it per request. */
     SETOPT(CURLOPT_ACCEPT_ENCODING, "");
-    SETOPT(CURLOPT_SSL_VERIFYPEER, 1L);
-    SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
     SETOPT(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
     SETOPT(CURLOPT_PRIVATE, (void *)t);
     SETOPT(CURLOPT_ERRORBUFFER, t->curl_error);
@@ -315,6 +339,10 @@ static int configure_fixed(http_transfer *t)
     SETOPT(CURLOPT_WRITEDATA, (void *)t);
     SETOPT(CURLOPT_HEADERFUNCTION, on_header);
     SETOPT(CURLOPT_HEADERDATA, (void *)t);
+#if LIBCURL_VERSION_NUM >= 0x075000  /* 7.80 */
+    SETOPT(CURLOPT_PREREQFUNCTION, on_prereq);
+    SETOPT(CURLOPT_PREREQDATA, (void *)t);
+#endif
     return 0;
 }
 
@@ -349,6 +377,11 @@ static int configure_request(http_transfer *t, const http_request *req)
     SETOPT(CURLOPT_INTERFACE, req->interface);
     SETOPT(CURLOPT_FOLLOWLOCATION, follow);
     SETOPT(CURLOPT_TIMEOUT_MS, t->timeout_ms);
+    /* Per request, as everything here: a reused handle must not keep an operator's "off" of
+     * another pool. libcurl's connection cache matches connections on these too, so a
+     * connection made without verification never serves a verified request. */
+    SETOPT(CURLOPT_SSL_VERIFYPEER, req->tls_no_verify ? 0L : 1L);
+    SETOPT(CURLOPT_SSL_VERIFYHOST, req->tls_no_verify ? 0L : 2L);
     /* For https, wait for a connection being set up to the same host to reveal (via ALPN)
      * whether it multiplexes, instead of opening one connection per request of a burst.
      * Not for http://: HTTP/2 is only negotiated over TLS, and libcurl would learn "no
@@ -459,6 +492,8 @@ static http_transfer *transfer_new(http_client *c, const http_request *req, http
     t->timeout_ms = req->timeout_ms > 0 ? req->timeout_ms : c->opts.timeout_ms;
     t->body_too_large = 0;
     t->too_many_headers = 0;
+    t->headers_done = 0;
+    t->connected = 0;
     t->origin[0] = '\0';
     t->curl_error[0] = '\0';
     t->error[0] = '\0';
@@ -478,9 +513,14 @@ static http_transfer *transfer_new(http_client *c, const http_request *req, http
 static int timed_out_connecting(http_transfer *t)
 {
     const http_options *o = &t->c->opts;
+#if LIBCURL_VERSION_NUM >= 0x075000
+    int connecting = !t->connected;
+#else
     curl_off_t connect_us = 0;
     curl_easy_getinfo(t->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
-    return connect_us == 0 && o->connect_timeout_ms > 0 &&
+    int connecting = connect_us == 0;
+#endif
+    return connecting && o->connect_timeout_ms > 0 &&
            (t->timeout_ms <= 0 || o->connect_timeout_ms < t->timeout_ms);
 }
 
@@ -514,6 +554,9 @@ static void response_fill(http_transfer *t, CURLcode rc, int cancelled, http_res
         r->error = describe_failure(t, rc, &r->timed_out);
     } else if ((off_host = redirect_violation(t)) != NULL) {
         r->error = off_host;
+    } else if (!t->headers_done) {
+        /* The plain client's text for the same cut (http_plain_conn.c). */
+        r->error = "transfer closed with outstanding read data remaining";
     } else {
         r->ok = 1;
         curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &r->status);

@@ -17,7 +17,8 @@
  * every completion callback) runs on that thread. Nothing here blocks: DNS resolution uses
  * libcurl's threaded resolver and all socket I/O is driven by ev_io / ev_timer watchers.
  *
- * Fixed policy for every request: TLS peer and host verification on, only http:// and
+ * Fixed policy for every request: TLS peer and host verification on (unless the request
+ * sets tls_no_verify, which only an operator's <POOL>_TLS_VERIFY=false does), only http:// and
  * https:// (also for redirect targets), any content encoding libcurl can decode is
  * accepted and decoded, signals are never used (CURLOPT_NOSIGNAL). Redirects are not
  * followed unless the request asks for same-host ones (http_redirects below).
@@ -74,6 +75,8 @@ typedef struct http_request {
     size_t body_len;
     long timeout_ms;              /* > 0: this request's whole-request timeout instead of
                                      the client's (a long-poll GET); 0 = the client's */
+    int tls_no_verify;            /* 1 = accept any certificate and host name over https
+                                     (<POOL>_TLS_VERIFY=false); 0 = verify, the default */
 } http_request;
 
 typedef struct http_response {

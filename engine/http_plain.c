@@ -147,7 +147,10 @@ void plain_req_fail(plain_req *r, const char *msg)
 }
 
 /* http.c's rule: a timeout before the connection was made is reported as the connect
- * timeout when that is the shorter of the two. */
+ * timeout when that is the shorter of the two. Only when the connect deadline is the one
+ * armed (plain_req_arm): a request that waited for a connection (a slot under
+ * max_host_connections, a name) and ran out of its whole-request time, possibly just as a
+ * connection was given to it, ran out of that time. */
 static void on_req_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
@@ -155,7 +158,7 @@ static void on_req_timer(struct ev_loop *loop, ev_timer *w, int revents)
     plain_req *r = w->data;
     http_plain *p = r->p;
     const http_options *o = &p->opts;
-    int connecting = !r->connected && o->connect_timeout_ms > 0 &&
+    int connecting = r->connect_armed && !r->connected && o->connect_timeout_ms > 0 &&
                      (r->timeout_ms <= 0 || o->connect_timeout_ms < r->timeout_ms);
     snprintf(r->error_buf, sizeof r->error_buf, "%s after %ld ms",
              connecting ? "connect timeout" : "timeout",
@@ -176,9 +179,11 @@ void plain_req_arm(plain_req *r, ev_tstamp connect_started)
     ev_tstamp now = ev_now(p->loop), at = 0;
     if (r->timeout_ms > 0)
         at = r->started + (double)r->timeout_ms / 1000.0;
+    r->connect_armed = 0;
     if (connect_started > 0 && p->opts.connect_timeout_ms > 0) {
         ev_tstamp c = connect_started + (double)p->opts.connect_timeout_ms / 1000.0;
-        at = at > 0 && at < c ? at : c;
+        r->connect_armed = !(at > 0 && at <= c);
+        at = r->connect_armed ? c : at;
     }
     ev_timer_stop(p->loop, &r->timer);
     if (at > 0) {

@@ -61,6 +61,7 @@ struct plain_req {
     http_done_fn done;
     void *user;
     int state, connected, retried, got_bytes;
+    int connect_armed;          /* the armed timer is the connect deadline */
     ev_tstamp started;
     long timeout_ms;
     ev_timer timer;

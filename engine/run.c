@@ -309,7 +309,8 @@ static int open_database(app *a)
     }
     if (applied)
         log_message(LOG_INFO, "database_migrated", "%d migration(s) applied", applied);
-    db_options dbo = {.conninfo = url, .connections = (int)config_int(cfg, CFG_DB_POOL_SIZE)};
+    db_options dbo = {.conninfo = url, .connections = (int)config_int(cfg, CFG_DB_POOL_SIZE),
+                      .result_timeout = config_number(cfg, CFG_DB_RESULT_TIMEOUT_SECONDS)};
     a->db = db_new(a->loop, &dbo);
     if (!a->db)
         return -1;
@@ -472,6 +473,10 @@ int run_engine(const run_options *opts, config *cfg)
 {
     app a = {.opts = opts, .cfg = cfg, .loop = EV_DEFAULT, .status = 0};
     bool file = opts->accounts_file != NULL;
+    /* Until watch_signals() below, SIGHUP's default action would kill the engine while it
+     * migrates or loads scripts (a `systemctl reload` just after start). There is nothing to
+     * reload yet: the scripts are read after this point. */
+    signal(SIGHUP, SIG_IGN);
     script_runtime *rt = NULL;
     if (check_admin_settings(cfg) == 0 && (file || open_database(&a) == 0))
         rt = settings_load_scripts(cfg, opts->pools_dir, opts->scripts_dir, false);
@@ -500,7 +505,6 @@ int run_engine(const run_options *opts, config *cfg)
     if (rc == 0) {
         if (!a.finished)
             ev_run(a.loop, 0);
-        log_summary(&a);
         a.status = opts->once && poller_pools_failed_entirely(a.poller) ? 1 : 0;
     } else {
         a.status = 1;
@@ -512,6 +516,10 @@ int run_engine(const run_options *opts, config *cfg)
     service_notify_stop(&a.sd);
     dir_watch_free(a.watch);
     close_database(&a);
+    /* Last: deliveries still in flight end in close_database, and docs/operations.md
+     * promises that nothing is logged after engine_stopped. */
+    if (rc == 0)
+        log_summary(&a);
     poller_free(a.poller);
     outbox_free(a.outbox);
     db_stats_free(a.db_stats);

@@ -54,9 +54,32 @@ local MILLISECONDS_ABOVE = 1e11
 
 local rewards = {}
 
-local function award(advc, key, reason)
-  return { advc = m2p.round8(advc), ap = m2p.round8(advc * AP_PER_ADVC), key = key,
-           reason = reason }
+-- An award; `exact` false when an amount it comes from is beyond m2p.EXACT_LIMIT, where a
+-- double no longer names one amount of 8 decimals: the engine holds such an award rather than
+-- pay a figure that may be off (docs/reliability.md, "Money exact to 1e-8"). AP is counted in
+-- units of 1e-8 too: 0.14747907 * 100 in doubles is 14.747906999999998.
+local function award(advc, key, reason, exact)
+  advc = m2p.round8(advc)
+  local units = m2p.units(advc)
+  local ap = units and math.floor(units * AP_PER_ADVC + 0.5) / 1e8
+    or m2p.round8(advc * AP_PER_ADVC)
+  local a = { advc = advc, ap = ap, key = key, reason = reason }
+  if exact == false then a.exact = false end
+  return a
+end
+
+-- to - from (two counters of the pool) in ADVC, and whether it is exact: the difference is
+-- taken in units of 1e-8, exactly (in doubles 120000002.11111109 - 120000000 would not be
+-- 2.11111109); false when a counter is beyond m2p.EXACT_LIMIT.
+local function increase(from, to, ctx)
+  local a, b = m2p.units(from), m2p.units(to)
+  if a == nil or b == nil then return m2p.round8(ctx.to_advc(to - from)), false end
+  return m2p.round8(ctx.to_advc((b - a) / 1e8)), true
+end
+
+-- Whether an amount of the pool's currency is an exact decimal of 8 places (see above).
+local function exact(amount)
+  return m2p.units(amount) ~= nil
 end
 
 -- Keys carry the wallet (a short hash: ctx.wallet_id) and the baseline (its start time and
@@ -148,7 +171,7 @@ local function decide_payouts(prev, current, acc, ctx, awards, award_new, switch
       local advc = ctx.to_advc(p.amount)
       if advc > 0 then
         awards[#awards + 1] = award(advc, "tx:" .. wallet_id(ctx) .. ":" .. p.tx,
-                                    "payout " .. p.tx)
+                                    "payout " .. p.tx, exact(p.amount))
       end
     end
   end
@@ -201,11 +224,11 @@ local function decide_paid(prev, current, acc, ctx, awards)
     m2p.log("info", "paid_counter_decrease_ignored", log_fields(ctx, {
       previous_paid = high, current_paid = current.paid, polls = prev.falling.polls }))
   end
-  -- Rounded before the comparison: 10.5001 - 10.5 is 0.00009999999999976 in binary.
-  local advc = m2p.round8(ctx.to_advc(current.paid - high))
+  -- In units before the comparison: 10.5001 - 10.5 is 0.00009999999999976 in binary.
+  local advc, is_exact = increase(high, current.paid, ctx)
   if advc > 0 and advc >= MIN_PAYOUT_DELTA then
     awards[#awards + 1] = award(advc, key("paid", acc, ctx, string.format("%.8f", current.paid)),
-      string.format("paid %.8f -> %.8f", high, current.paid))
+      string.format("paid %.8f -> %.8f", high, current.paid), is_exact)
     acc.paid = current.paid
   else
     acc.paid = high
@@ -220,11 +243,11 @@ local function decide_paid24h(prev, current, acc, ctx, awards)
   local base = prev.paid24h
   acc.paid24h = current.paid24h
   if current.paid24h > base then
-    local advc = m2p.round8(ctx.to_advc(current.paid24h - base))
+    local advc, is_exact = increase(base, current.paid24h, ctx)
     if advc > 0 and advc >= MIN_PAYOUT_DELTA then
       acc.count = acc.count + 1
       awards[#awards + 1] = award(advc, key("paid24h", acc, ctx, tostring(acc.count)),
-        string.format("paid24h %.8f -> %.8f", base, current.paid24h))
+        string.format("paid24h %.8f -> %.8f", base, current.paid24h), is_exact)
     else
       acc.paid24h = base
     end
@@ -257,7 +280,7 @@ local function start(mode, current, acc, ctx, awards, first)
       -- again from a first observation, and the database's unique key skips the history
       -- the second time.
       awards[#awards + 1] = award(ctx.to_advc(current.paid), "history:" .. wallet_id(ctx),
-        "paid before first observation")
+        "paid before first observation", exact(current.paid))
     end
   else
     acc.paid24h = current.paid24h

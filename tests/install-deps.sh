@@ -5,6 +5,8 @@
 #   tests/install-deps.sh test   all of that, and what only the tests use (tests/run.sh):
 #                                busted, python3, wrk, curl, Node.js and npm, and the npm
 #                                packages of examples/socketio-relay (npm ci)
+#   tests/install-deps.sh soak   all of `test`, and gnuplot for the long soak run's plot
+#                                (tests/soak/soak.py --plot; the suite's short soak needs none)
 # Idempotent: prints nothing and changes nothing when every package is present.
 set -euo pipefail
 
@@ -22,13 +24,16 @@ run_packages=(
 #   read (a bare Debian has no file: cpack then stops with "file utility is not available")
 # chromium, fonts-dejavu-core: the status page rendered headless, with readable text in its
 # screenshot (status_page.py)
-test_packages=(luajit lua-busted wrk curl systemd prometheus dpkg-dev file chromium fonts-dejavu-core)
+# valgrind: memcheck of a polling run (memcheck_poll.py)
+test_packages=(luajit lua-busted wrk curl systemd prometheus dpkg-dev file chromium fonts-dejavu-core
+  valgrind)
 
 case "${1:-}" in
   run) packages=("${run_packages[@]}") ;;
   test) packages=("${run_packages[@]}" "${test_packages[@]}") ;;
+  soak) packages=("${run_packages[@]}" "${test_packages[@]}" gnuplot-nox) ;;
   *)
-    echo "usage: $0 run|test" >&2
+    echo "usage: $0 run|test|soak" >&2
     exit 2
     ;;
 esac
@@ -37,7 +42,9 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if [ "$1" = test ]; then
+mode="$1"
+[ "$mode" = soak ] && mode=test  # from here on, soak needs what test needs
+if [ "$mode" = test ]; then
   # Node.js may come from another package set whose nodejs bundles npm (and conflicts with
   # Debian's npm package): ask for the commands, not for package names.
   command -v node >/dev/null 2>&1 || missing+=(nodejs)
@@ -55,6 +62,6 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # The tests run the real socket.io server and client from npm: npm ci from the committed lock
 # when examples/socketio-relay/node_modules is missing or stale (quiet otherwise).
-if [ "$1" = test ]; then
+if [ "$mode" = test ]; then
   "$(dirname "$0")/../examples/socketio-relay/install.sh"
 fi

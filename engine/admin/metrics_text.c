@@ -256,6 +256,12 @@ static void engine_state(text *t, const admin_view *v)
            "Reloads that failed (the running generation was kept).");
     put(t, "m2p_script_reload_failures_total %llu\n",
         (unsigned long long)(v->metrics ? v->metrics->script_reload_failures : 0));
+    header(t, "m2p_player_entries", "gauge",
+           "Entries of the poller's player table, in use or free for reuse.");
+    put(t, "m2p_player_entries %zu\n", v->metrics ? v->metrics->player_entries : 0);
+    header(t, "m2p_account_entries", "gauge",
+           "Entries of the poller's account table, in use or free for reuse.");
+    put(t, "m2p_account_entries %zu\n", v->metrics ? v->metrics->account_entries : 0);
     header(t, "m2p_build_info", "gauge", "Always 1; the engine's version as a label.");
     put(t, "m2p_build_info{version=\"");
     put_label(t, M2P_VERSION);

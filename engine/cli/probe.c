@@ -15,6 +15,7 @@
 #include "http.h"
 #include "log.h"
 #include "pool_metadata.h"
+#include "pool_tls.h"
 #include "script.h"
 #include "secrets.h"
 #include "settings.h"
@@ -220,6 +221,7 @@ static int send_probe(probe *pr, const config *cfg)
     http_request hr = {.url = req.url,
                        .headers = (const char *const *)req.headers,
                        .n_headers = req.n_headers,
+                       .tls_no_verify = pool_tls_warn_if_off(pr->rt, sp->name),
                        .redirects = sp->same_host_redirects ? HTTP_REDIRECTS_SAME_HOST
                                                             : HTTP_REDIRECTS_NONE};
     int rc = http_get(http, &hr, on_response, pr);

@@ -1,6 +1,7 @@
 /* Award limits (see award_limits.h). */
 #include "award_limits.h"
 
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 
@@ -27,13 +28,21 @@ static bool above_factor(const award_limits *limits, const award_history *histor
            advc > limits->max_factor * history->largest + HALF_UNIT;
 }
 
+/* Written as "not below" so that NaN is held too (the contract checks refuse it before). */
+static bool beyond_exact_range(const award *a)
+{
+    return a->inexact || !(fabs(a->advc) < AWARD_EXACT_LIMIT) ||
+           !(fabs(a->ap) < AWARD_EXACT_LIMIT);
+}
+
 size_t award_limits_check(const award_limits *limits, const award_history *history,
                           const award *awards, size_t n, hold_reason *why)
 {
     bool ceiling = above_ceiling(limits, poll_total(awards, n));
     size_t held = 0;
     for (size_t i = 0; i < n; i++) {
-        why[i] = ceiling                                        ? HOLD_CEILING
+        why[i] = beyond_exact_range(&awards[i])                 ? HOLD_EXACT_RANGE
+                 : ceiling                                       ? HOLD_CEILING
                  : above_factor(limits, history, awards[i].advc) ? HOLD_FACTOR
                                                                  : HOLD_NONE;
         held += why[i] != HOLD_NONE;
@@ -59,6 +68,7 @@ const char *hold_reason_setting(hold_reason why)
     switch (why) {
     case HOLD_CEILING: return "MAX_AWARD_ADVC";
     case HOLD_FACTOR: return "MAX_AWARD_FACTOR";
+    case HOLD_EXACT_RANGE: return "exact_range";
     default: return NULL;
     }
 }
@@ -75,6 +85,11 @@ void hold_reason_explain(hold_reason why, const award_limits *limits,
                  "MAX_AWARD_FACTOR: %.8f ADVC is more than %.8g times the account's largest "
                  "earlier award (%.8f ADVC of %u)",
                  award_advc, limits->max_factor, history->largest, (unsigned)history->count);
+    else if (why == HOLD_EXACT_RANGE)
+        snprintf(buf, len,
+                 "exact_range: %.8f ADVC, its AP or a pool amount it comes from is not below "
+                 "%.0f, where amounts are not exact to 1e-8: the figure may be off",
+                 award_advc, AWARD_EXACT_LIMIT);
     else
         snprintf(buf, len, "not held");
 }

@@ -14,6 +14,14 @@
  *     more than MAX_AWARD_FACTOR times the largest of them is held.
  * "Paid awards" are the account's normal and released ones; held and rejected ones never
  * count, so a mistake cannot raise the bar for the next one.
+ *
+ * And one rule no setting switches off, exact range: an award is held when its ADVC or AP is
+ * not below AWARD_EXACT_LIMIT, or the rules marked it inexact (a counter or amount beyond
+ * that limit: scripts/rewards.lua). Below 2^26 the double nearest to an amount of 8 decimals
+ * prints back as that amount with "%.8f"; from 2^26 on it may be off by a unit of 1e-8, so
+ * such an award is held for a human rather than paid with a figure that may be wrong
+ * (docs/reliability.md, "Money exact to 1e-8"). 1e19 ADVC in one poll is held by this rule
+ * whatever MAX_AWARD_ADVC says.
  */
 #ifndef M2P_AWARD_LIMITS_H
 #define M2P_AWARD_LIMITS_H
@@ -25,6 +33,10 @@
 
 /* The factor rule needs this many paid awards to know what "normal" is for the account. */
 #define AWARD_LIMITS_MIN_HISTORY 5
+
+/* 2^26 = 67,108,864: the first amount where the spacing of doubles (1.5e-8) exceeds 1e-8.
+ * The same limit as m2p.EXACT_LIMIT in engine/script/prelude.lua. */
+#define AWARD_EXACT_LIMIT 67108864.0
 
 typedef struct award_limits {
     double max_advc;   /* MAX_AWARD_ADVC; 0 = no ceiling */
@@ -41,6 +53,7 @@ typedef enum hold_reason {
     HOLD_NONE = 0,
     HOLD_CEILING, /* MAX_AWARD_ADVC */
     HOLD_FACTOR,  /* MAX_AWARD_FACTOR */
+    HOLD_EXACT_RANGE, /* beyond AWARD_EXACT_LIMIT: not exact to 1e-8 */
 } hold_reason;
 
 /* Decides for each of the n awards of one poll: why[i] = HOLD_NONE (pay it) or the limit it
@@ -52,7 +65,8 @@ size_t award_limits_check(const award_limits *limits, const award_history *histo
 void award_history_add(award_history *history, const award *awards, size_t n,
                        const hold_reason *why);
 
-/* The setting a reason refers to: "MAX_AWARD_ADVC", "MAX_AWARD_FACTOR" (NULL for none). */
+/* The setting a reason refers to: "MAX_AWARD_ADVC", "MAX_AWARD_FACTOR", "exact_range" (the
+ * rule without a setting; NULL for none). */
 const char *hold_reason_setting(hold_reason why);
 
 /* A sentence for logs and the held award's row, e.g. "MAX_AWARD_ADVC: this poll's awards add

@@ -112,6 +112,8 @@ cJSON *metrics_to_json(const metrics *m)
     for (size_t i = 0; i < m->n_pools; i++)
         refused += m->pools[i].wallets_refused;
     cJSON_AddNumberToObject(out, "wallets_refused", (double)refused);
+    cJSON_AddNumberToObject(out, "player_entries", (double)m->player_entries);
+    cJSON_AddNumberToObject(out, "account_entries", (double)m->account_entries);
     cJSON *pools = cJSON_AddObjectToObject(out, "pools");
     for (size_t i = 0; i < m->n_pools; i++) {
         const pool_metrics *p = &m->pools[i];

@@ -51,6 +51,9 @@ typedef struct metrics {
     uint64_t script_reloads, script_reload_failures;
     pool_metrics *pools;
     size_t n_pools;
+    /* Kept current by the poller: the entries its player and account tables hold, in use or
+     * free for reuse. They follow the players present, not every player ever seen (churn). */
+    size_t player_entries, account_entries;
     struct activity *activity; /* recent awards, failures and series (status page); may be NULL */
 } metrics;
 

@@ -37,6 +37,7 @@
 #include "utf8.h"
 #include "poller_internal.h"
 #include "pool_metadata.h"
+#include "pool_tls.h"
 #include "scheduler.h"
 #include "wallet_owners.h"
 
@@ -60,54 +61,35 @@ void poller_generation_release(generation *g)
 
 /* ===================================================================== Players */
 
-static size_t id_hash(int64_t id, size_t cap)
+static void push_free(uint32_t **list, size_t *n, size_t *cap, uint32_t index)
 {
-    uint64_t x = (uint64_t)id * 0x9E3779B97F4A7C15ULL;
-    return (size_t)(x >> 17) & (cap - 1);
-}
-
-static void index_insert(poller *p, int64_t id, uint32_t index)
-{
-    size_t i = id_hash(id, p->player_index_cap);
-    while (p->player_index[i])
-        i = (i + 1) & (p->player_index_cap - 1);
-    p->player_index[i] = index + 1;
-}
-
-static void index_grow(poller *p)
-{
-    free(p->player_index);
-    p->player_index_cap = p->player_index_cap ? p->player_index_cap * 2 : 1024;
-    p->player_index = calloc(p->player_index_cap, sizeof *p->player_index);
-    for (size_t i = 0; i < p->n_players; i++)
-        index_insert(p, p->players[i].p.id, (uint32_t)i);
-}
-
-player_entry *poller_find_player(const poller *p, int64_t id)
-{
-    if (!p->player_index_cap)
-        return NULL;
-    for (size_t i = id_hash(id, p->player_index_cap); p->player_index[i];
-         i = (i + 1) & (p->player_index_cap - 1)) {
-        player_entry *e = &p->players[p->player_index[i] - 1];
-        if (e->p.id == id)
-            return e;
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 256;
+        *list = realloc(*list, *cap * sizeof **list);
     }
-    return NULL;
+    (*list)[(*n)++] = index;
 }
 
+/* A released entry first: the table grows only while more players are present than ever. */
 static player_entry *new_player_entry(poller *p, int64_t id)
 {
-    if (p->n_players == p->players_cap) {
-        p->players_cap = p->players_cap ? p->players_cap * 2 : 1024;
-        p->players = realloc(p->players, p->players_cap * sizeof *p->players);
+    uint32_t index;
+    if (p->n_free_players > 0) {
+        index = p->free_players[--p->n_free_players];
+    } else {
+        if (p->n_players == p->players_cap) {
+            p->players_cap = p->players_cap ? p->players_cap * 2 : 1024;
+            p->players = realloc(p->players, p->players_cap * sizeof *p->players);
+        }
+        if ((p->n_players + 1) * 2 > p->player_index_cap)
+            poller_index_grow(p);
+        index = (uint32_t)p->n_players++;
+        p->metrics.player_entries = p->n_players;
     }
-    if ((p->n_players + 1) * 2 > p->player_index_cap)
-        index_grow(p);
-    player_entry *e = &p->players[p->n_players];
+    player_entry *e = &p->players[index];
     memset(e, 0, sizeof *e);
     e->p.id = id;
-    index_insert(p, id, (uint32_t)p->n_players++);
+    poller_index_insert(p, id, index);
     return e;
 }
 
@@ -140,12 +122,22 @@ static uint32_t account_for(poller *p, uint32_t player, uint16_t slot)
     for (uint16_t i = 0; i < e->n_accounts; i++)
         if (p->accounts[e->accounts[i]].slot == slot)
             return e->accounts[i];
-    if (p->n_accounts == p->accounts_cap) {
-        p->accounts_cap = p->accounts_cap ? p->accounts_cap * 2 : 1024;
-        p->accounts = realloc(p->accounts, p->accounts_cap * sizeof *p->accounts);
+    uint32_t id;
+    if (p->n_free_accounts > 0) {
+        /* The epoch goes on from the released account's: a late answer of a re-check made
+         * for that one (recheck_ctx) must not match the new account. */
+        id = p->free_accounts[--p->n_free_accounts];
+        p->accounts[id] =
+            (account){.player = player, .slot = slot, .epoch = p->accounts[id].epoch + 1};
+    } else {
+        if (p->n_accounts == p->accounts_cap) {
+            p->accounts_cap = p->accounts_cap ? p->accounts_cap * 2 : 1024;
+            p->accounts = realloc(p->accounts, p->accounts_cap * sizeof *p->accounts);
+        }
+        id = (uint32_t)p->n_accounts++;
+        p->metrics.account_entries = p->n_accounts;
+        p->accounts[id] = (account){.player = player, .slot = slot};
     }
-    uint32_t id = (uint32_t)p->n_accounts++;
-    p->accounts[id] = (account){.player = player, .slot = slot};
     e->accounts = realloc(e->accounts, (e->n_accounts + 1) * sizeof *e->accounts);
     e->accounts[e->n_accounts++] = id;
     return id;
@@ -224,6 +216,54 @@ static void sync_all(poller *p)
         sync_player(p, i);
 }
 
+/* ==================================================================== Release */
+
+static void set_leaving(poller *p, player_entry *e, bool leaving)
+{
+    if (e->leaving != leaving)
+        p->players_leaving += leaving ? 1 : (size_t)-1;
+    e->leaving = leaving;
+}
+
+/* A player that is gone (deactivated, deleted, no longer verified) gives its entry and its
+ * accounts back for reuse; if it comes back it gets fresh ones, its state read from the
+ * store as after any deactivation. Not while a poll or a page of states still works on one
+ * of its accounts (they write to it when they end): then at a later polling cycle. */
+static void release_player(poller *p, uint32_t index)
+{
+    player_entry *e = &p->players[index];
+    for (uint16_t i = 0; i < e->n_accounts; i++) {
+        const account *a = &p->accounts[e->accounts[i]];
+        if (a->in_flight || a->preloading) {
+            set_leaving(p, e, true);
+            return;
+        }
+    }
+    set_leaving(p, e, false);
+    for (uint16_t i = 0; i < e->n_accounts; i++) {
+        account *a = &p->accounts[e->accounts[i]];
+        free(a->state_json); /* deactivate() freed these already: kept NULL, not relied on */
+        free(a->last_error);
+        a->state_json = a->last_error = NULL;
+        poller_request_forget(a);
+        push_free(&p->free_accounts, &p->n_free_accounts, &p->free_accounts_cap,
+                  e->accounts[i]);
+    }
+    poller_index_remove(p, e->p.id);
+    player_clear(&e->p);
+    free(e->accounts);
+    memset(e, 0, sizeof *e);
+    e->unused = true;
+    push_free(&p->free_players, &p->n_free_players, &p->free_players_cap, index);
+}
+
+static void release_leaving(poller *p)
+{
+    for (uint32_t i = 0; i < p->n_players && p->players_leaving > 0; i++)
+        if (p->players[i].leaving)
+            release_player(p, i);
+}
+
 static bool same_text(const char *a, const char *b)
 {
     return (!a && !b) || (a && b && strcmp(a, b) == 0);
@@ -255,6 +295,7 @@ void poller_put_player(poller *p, const player *pl)
         }
         if (e->present)
             p->players_present--;
+        set_leaving(p, e, false); /* back before its entry was released */
         player_clear(&e->p);
     } else {
         e = new_player_entry(p, pl->id);
@@ -274,6 +315,7 @@ void poller_remove_player(poller *p, int64_t player_id)
     e->present = false;
     p->players_present--;
     sync_player(p, (uint32_t)(e - p->players));
+    release_player(p, (uint32_t)(e - p->players));
 }
 
 size_t poller_player_count(const poller *p) { return p->players_present; }
@@ -358,6 +400,7 @@ static void map_pools(poller *p)
         if (!slot)
             continue;
         slot->script_index = (int)i;
+        slot->tls_no_verify = pool_tls_warn_if_off(rt, sp->name);
         scheduler_set_pool(p->sched, index,
                            &(sched_pool_limits){sp->limits.concurrency, sp->limits.per_second,
                                                 sp->limits.interval, sp->limits.max_interval});
@@ -466,6 +509,7 @@ static void on_cycle(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     poller *p = w->data;
+    release_leaving(p);
     poller_recheck_duplicates(p);
     poller_check_pacing(p, false);
     cJSON *extra = cJSON_CreateObject();
@@ -591,6 +635,8 @@ void poller_free(poller *p)
         free(p->accounts[i].request_url);
     }
     free(p->accounts);
+    free(p->free_accounts);
+    free(p->free_players);
     for (size_t i = 0; i < p->n_players; i++) {
         player_clear(&p->players[i].p);
         free(p->players[i].accounts);

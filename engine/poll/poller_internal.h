@@ -9,7 +9,8 @@
  * poller_gauges.c    the gauges the admin endpoint reads: breaker, lag, accounts per pool
  * poller_requests.c  each account's request, kept between polls
  * poller_preload.c   account states read a page of a pool at a time, before first polls
- * poller_explain.c   one player's accounts as this engine sees them (--explain, /accounts) */
+ * poller_explain.c   one player's accounts as this engine sees them (--explain, /accounts)
+ * poller_index.c     the player index: player id -> entry */
 #ifndef M2P_POLLER_INTERNAL_H
 #define M2P_POLLER_INTERNAL_H
 
@@ -52,6 +53,7 @@ typedef struct pool_slot {
     pool_metrics *metrics;
     uint64_t attempts, successes; /* for --once's "failed entirely" */
     bool pacing_warned; /* pool_interval_exceeds_max was said for the current state */
+    bool tls_no_verify; /* <POOL>_TLS_VERIFY=false, read once per generation (pool_tls.h) */
     request_cache requests;
 } pool_slot;
 
@@ -60,7 +62,10 @@ typedef struct account {
     uint16_t slot;
     bool active;
     bool loaded; /* state and version are what the store holds */
-    bool in_flight;
+    /* Polls at work on it. Usually 0 or 1, but a poll still running when its account is
+     * deactivated and activated again (a players-row change) may overlap the next one: a
+     * count, so the first to finish does not mark the account idle under the other. */
+    uint16_t in_flight;
     bool preloading; /* in a page of states being read (poller_preload.c) */
     bool page_missed; /* a page did not settle it: its own load decides, no page again */
     uint8_t refused;      /* REFUSED_*: not scheduled, see poller_wallets.c */
@@ -87,7 +92,9 @@ typedef struct account {
 typedef struct player_entry {
     player p;
     bool present;
-    bool seen; /* put since poller_sweep_begin */
+    bool seen;    /* put since poller_sweep_begin */
+    bool leaving; /* gone, its entry waits for a poll of one of its accounts to end */
+    bool unused;  /* released: on the free list, no player, no accounts (poller.c) */
     uint32_t *accounts;
     uint16_t n_accounts;
 } player_entry;
@@ -125,6 +132,11 @@ struct poller {
     void *owns_user;
     account *accounts;
     size_t n_accounts, accounts_cap;
+    /* Entries of players gone, and their accounts, are reused: the tables follow the players
+     * present, not every player ever seen (issue 12, churn). */
+    uint32_t *free_players, *free_accounts;
+    size_t n_free_players, free_players_cap, n_free_accounts, free_accounts_cap;
+    size_t players_leaving; /* entries with `leaving` set */
     uint16_t gen_seq;          /* bumped on every reload: wallets are checked again */
     wallet_owners *owners;     /* stores that do not claim wallets: who owns one, in-process */
     size_t refused_duplicates; /* accounts parked as another player's wallet */
@@ -157,10 +169,15 @@ static inline const char *wallet_of(const poller *p, uint32_t id)
 /* poller.c */
 void poller_generation_release(generation *g);
 void poller_pump(poller *p); /* start every poll that is due and allowed now */
-player_entry *poller_find_player(const poller *p, int64_t id); /* NULL: not known here */
 cJSON *poller_account_fields(const poller *p, uint32_t id);
 void poller_schedule(poller *p, uint32_t id);
 void poller_check_finished(poller *p);
+
+/* poller_index.c */
+player_entry *poller_find_player(const poller *p, int64_t id); /* NULL: not known here */
+void poller_index_insert(poller *p, int64_t id, uint32_t index);
+void poller_index_grow(poller *p);
+void poller_index_remove(poller *p, int64_t id);
 
 /* poller_wallets.c */
 void poller_set_refusal(poller *p, account *a, uint8_t kind);

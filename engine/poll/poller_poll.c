@@ -36,7 +36,7 @@ static void finish(poll_ctx *c, sched_result result, double retry_after)
         slot->attempts++;
         slot->successes += result == SCHED_OK;
     }
-    a->in_flight = false;
+    a->in_flight--;
     if (result != SCHED_NOT_POLLED) {
         a->last_poll_at = ev_now(p->loop);
         a->last_result = (uint8_t)result;
@@ -260,8 +260,12 @@ static void commit(poll_ctx *c, const http_response *r)
 
 /* ==================================================================== Response */
 
-static double retry_after_of(const http_response *r)
+/* Seconds of a Retry-After the pool may ask for (the scheduler pauses at most MAX_PAUSE of
+ * them); `*refused` is the header's text when it had one that is not used: an HTTP-date,
+ * garbage, a negative or absurd number. The breaker and backoff handle that answer. */
+static double retry_after_of(const http_response *r, const char **refused)
 {
+    *refused = NULL;
     for (size_t i = 0; i < r->n_headers; i++) {
         if (strcmp(r->header_names[i], "retry-after") != 0)
             continue;
@@ -269,8 +273,9 @@ static double retry_after_of(const http_response *r)
         double s = strtod(r->header_values[i], &end);
         if (end != r->header_values[i] && *end == '\0' && s > 0 && s <= 86400)
             return s;
+        *refused = r->header_values[i];
     }
-    return 0; /* an HTTP-date or garbage: the breaker and backoff handle it */
+    return 0;
 }
 
 static void on_script_result(poll_ctx *c, const http_response *r)
@@ -320,7 +325,8 @@ static void on_response(void *user, const http_response *r)
         finish(c, SCHED_POOL_FAIL, 0);
     } else if (r->status == 429 || r->status >= 500) {
         metrics_record_poll(&p->metrics, m, false, r->total_ms);
-        double retry_after = retry_after_of(r);
+        const char *refused;
+        double retry_after = retry_after_of(r, &refused);
         char why[128];
         snprintf(why, sizeof why, "the pool answered HTTP %ld%s", r->status,
                  r->status == 429 ? " (too many requests)" : "");
@@ -329,6 +335,12 @@ static void on_response(void *user, const http_response *r)
         cJSON_AddNumberToObject(f, "status", (double)r->status);
         if (retry_after > 0)
             cJSON_AddNumberToObject(f, "retry_after", retry_after);
+        else if (refused) { /* named (and cut: it is the pool's text), so that an operator
+                               sees why the pool's pause was not kept */
+            char text[80];
+            snprintf(text, sizeof text, "%.64s%s", refused, strlen(refused) > 64 ? "..." : "");
+            cJSON_AddStringToObject(f, "retry_after_refused", text);
+        }
         log_emit(LOG_WARNING, "pool_poll_http_error", f);
         finish(c, SCHED_POOL_FAIL, retry_after);
     } else {
@@ -369,6 +381,7 @@ static void send_request(poll_ctx *c)
                        .n_headers = req.n_headers,
                        .proxy = sp->proxy,
                        .interface = sp->interface,
+                       .tls_no_verify = slot->tls_no_verify,
                        .redirects = sp->same_host_redirects ? HTTP_REDIRECTS_SAME_HOST
                                                             : HTTP_REDIRECTS_NONE};
     int started = p->http ? http_get(p->http, &hr, on_response, c) : -1;
@@ -436,7 +449,7 @@ void poller_start_poll(poller *p, uint32_t id)
     c->gen = p->gen;
     c->gen->refs++;
     c->script_index = slot->script_index;
-    a->in_flight = true;
+    a->in_flight++;
     p->in_flight++;
     if (a->loaded)
         send_request(c);

@@ -7,6 +7,7 @@
  * dropped by comparing the entry's sequence number, and the new URL is fetched right away.
  */
 #include "pool_metadata.h"
+#include "pool_tls.h"
 
 #include <ev.h>
 #include <stdio.h>
@@ -269,7 +270,8 @@ static void fetch(metadata_entry *e)
     static const char *const headers[] = {"Accept: application/json"};
     /* No redirects: a metadata answer from another host would decide every poll's units. */
     http_request req = {.url = e->url, .headers = headers, .n_headers = 1, .proxy = e->proxy,
-                        .interface = e->interface};
+                        .interface = e->interface,
+                        .tls_no_verify = pool_tls_verify_off(e->owner->rt, e->pool)};
     e->fetch_seq = e->seq;
     e->fetching = http && http_get(http, &req, on_fetched, e) == 0;
     if (!e->fetching)

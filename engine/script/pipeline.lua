@@ -45,30 +45,80 @@ local function rethrow_if_aborted(ok, ...)
   return ok, ...
 end
 
+-- A binary (bytecode) chunk: LuaJIT takes one after a UTF-8 byte order mark or a "#" first
+-- line too (it then reports it "malformed"), so those are skipped before the check. Loading
+-- is text-only ("t") as well, but this check gives the error its meaning.
+local function is_bytecode(chunk)
+  local i = chunk:sub(1, 3) == "\239\187\191" and 4 or 1
+  if chunk:byte(i) == 35 then -- "#": LuaJIT skips the first line
+    local eol = chunk:find("[\r\n]", i)
+    if not eol then return false end
+    i = eol + 1
+  end
+  return chunk:byte(i) == 27
+end
+
 local function sandbox_load(env)
   return function(chunk, chunkname)
     if type(chunk) ~= "string" then error("load: only source strings are accepted", 2) end
-    if chunk:byte(1) == 27 then error("load: binary (bytecode) chunks are refused", 2) end
-    local fn, err = loadstring(chunk, chunkname or "=(load)")
+    if is_bytecode(chunk) then error("load: binary (bytecode) chunks are refused", 2) end
+    local fn, err = load(chunk, chunkname or "=(load)", "t")
     if fn then setfenv(fn, env) end
     return fn, err
   end
 end
 
+-- Once the runtime has aborted the call, a script's error handler is not run at all: a
+-- handler that loops would otherwise be called again for each budget error it raises.
+local function guarded_handler(h)
+  return function(e)
+    if native.aborted() then return e end
+    return h(e)
+  end
+end
+
+-- Each resume nests the C stack (LuaJIT resumes a coroutine from C): a coroutine that resumes
+-- a new one, and so on, would crash the process. native.cstack_ok says when to stop.
+local CSTACK_ERROR = "C stack overflow (coroutines nested too deeply)"
+local cstack_ok = native.cstack_ok or function() return true end -- (the busted specs' stub)
+
+local function guarded_resume(co, ...)
+  if not cstack_ok() then error(CSTACK_ERROR, 2) end
+  return rethrow_if_aborted(coroutine.resume(co, ...))
+end
+
+local function wrap_result(ok, ...)
+  if not ok then error((...), 0) end
+  return ...
+end
+
+local function guarded_wrap(f)
+  local co = coroutine.create(f)
+  return function(...)
+    if not cstack_ok() then error(CSTACK_ERROR, 2) end
+    return wrap_result(rethrow_if_aborted(coroutine.resume(co, ...)))
+  end
+end
+
+-- The strings' __index is the real string table: ("").dump would reach what the sandbox's
+-- copy leaves out.
+string.dump = nil
+
 local function new_env(path)
   local env = {}
   for _, k in ipairs(SAFE_GLOBALS) do env[k] = _G[k] end
   env.pcall = function(f, ...) return rethrow_if_aborted(pcall(f, ...)) end
-  env.xpcall = function(f, h, ...) return rethrow_if_aborted(xpcall(f, h, ...)) end
+  env.xpcall = function(f, h, ...)
+    return rethrow_if_aborted(xpcall(f, type(h) == "function" and guarded_handler(h) or h, ...))
+  end
   env.string = copy(string)
   env.string.dump = nil
   env.table = copy(table)
   env.math = copy(math)
   env.bit = copy(bit)
   env.coroutine = copy(coroutine)
-  env.coroutine.resume = function(co, ...)
-    return rethrow_if_aborted(coroutine.resume(co, ...))
-  end
+  env.coroutine.resume = guarded_resume
+  env.coroutine.wrap = guarded_wrap
   env.os = { time = os.time, clock = os.clock, date = os.date }
   env.m2p = copy(m2p)
   env.print = function(...)
@@ -84,10 +134,10 @@ end
 
 -- Compiles and runs one operator script in a fresh sandbox; returns what it returned.
 local function run_script(path, source)
-  if source:byte(1) == 27 then
+  if is_bytecode(source) then
     error(path .. ": binary (bytecode) chunks are refused; ship the Lua source", 0)
   end
-  local chunk, err = loadstring(source, "@" .. path)
+  local chunk, err = load(source, "@" .. path, "t")
   if not chunk then error(err, 0) end
   setfenv(chunk, new_env(path))
   return chunk()
@@ -344,6 +394,11 @@ end
 local AMOUNT_FIELDS = { "paid", "balance", "immature", "unsold", "unpaid", "paid24h", "total",
   "hashrate", "shares" }
 local MAX_PAYOUTS = 1000
+-- The largest amount the engine can store is below 1e22 (NUMERIC(30,8): 22 integer digits).
+-- A pool's figure at or above it is refused as a failed poll, before the rules see it: taken
+-- as an observation (even with its award held) it would become the baseline, and the honest
+-- figure after it would read as a decrease (docs/reliability.md, "Pool faults").
+local MAX_AMOUNT = 1e22
 
 local function check_payouts(path, list)
   if type(list) ~= "table" then fail(path, "observation.payouts must be a list") end
@@ -358,6 +413,10 @@ local function check_payouts(path, list)
     local amount, err = m2p.num(p.amount)
     if not amount or amount <= 0 then
       fail(path, "observation.payouts[%d].amount: %s", i, err or "must be greater than 0")
+    end
+    if amount >= MAX_AMOUNT then
+      fail(path, "observation.payouts[%d].amount is beyond what the engine stores (%s >= 1e22)",
+           i, tostring(amount))
     end
     local time = p.time ~= nil and p.time ~= m2p.null and m2p.num(p.time) or nil
     if not seen[p.tx] then
@@ -378,6 +437,9 @@ local function check_observation(path, obs)
       local x, err = m2p.num(v)
       if not x then fail(path, "observation.%s: %s", f, err) end
       if x < 0 then fail(path, "observation.%s is negative (%s)", f, tostring(x)) end
+      if x >= MAX_AMOUNT then
+        fail(path, "observation.%s is beyond what the engine stores (%s >= 1e22)", f, tostring(x))
+      end
       out[f] = x
     end
   end
@@ -424,8 +486,10 @@ local function check_awards(result)
     if reason ~= nil and type(reason) ~= "string" then
       fail(path, "award %d: reason must be a string", i)
     end
+    -- exact = false: the rules could not compute this award to 1e-8 (an amount beyond
+    -- m2p.EXACT_LIMIT); the engine holds it (award_limits.h, HOLD_EXACT_RANGE).
     out[#out + 1] = { advc = m2p.round8(advc), ap = m2p.round8(ap), key = a.key,
-                      reason = reason or "" }
+                      reason = reason or "", inexact = a.exact == false }
   end
   return out
 end

@@ -49,8 +49,38 @@ function m2p.num(v)
   return x
 end
 
--- Round to 8 decimal places (the precision of every amount the engine stores).
+-- Exact amounts (docs/reliability.md, "Money exact to 1e-8"). Below m2p.EXACT_LIMIT = 2^26
+-- (67,108,864) the double nearest to an amount of 8 decimals is within half an ulp (at most
+-- 2^-28, 3.7e-9) of it, so "%.8f" gives the 8 decimals back; from 2^26 on the ulp is 1.5e-8
+-- and neighbouring amounts share a double. Sums and differences are made in whole units of
+-- 1e-8 (every integer below 2^53 is a double, so they are exact), never on the decimals.
+local EXACT_LIMIT = 67108864
+-- Below 2^24, x * 1e8 is within 0.25 of the units: math.floor(x * 1e8 + 0.5) is exact and
+-- cheaper than "%.8f" (which is exact up to EXACT_LIMIT, the rounding above is not).
+local FAST_LIMIT = 16777216
+m2p.EXACT_LIMIT = EXACT_LIMIT
+
+-- x as a whole number of units of 1e-8 (rounded half away from zero), or nil when |x| is not
+-- below EXACT_LIMIT (or x is not a number): there x does not name one amount of 8 decimals.
+function m2p.units(x)
+  if type(x) ~= "number" or not (x > -EXACT_LIMIT and x < EXACT_LIMIT) then return nil end
+  local a = x < 0 and -x or x
+  local u
+  if a < FAST_LIMIT then
+    u = math.floor(a * 1e8 + 0.5)
+  else
+    u = tonumber((string.format("%.8f", a):gsub("%.", "", 1)))
+  end
+  return x < 0 and -u or u
+end
+
+-- Round to 8 decimal places (the precision of every amount the engine stores): the double
+-- nearest to the rounded decimal. From 2^24 on x * 1e8 is rounded itself, "%.8f" is not.
 function m2p.round8(x)
+  if x >= FAST_LIMIT or x <= -FAST_LIMIT then
+    local r = tonumber(string.format("%.8f", x))
+    return r or x -- inf stays inf (the contract checks refuse it)
+  end
   if x >= 0 then return math.floor(x * 1e8 + 0.5) / 1e8 end
   return -math.floor(-x * 1e8 + 0.5) / 1e8
 end

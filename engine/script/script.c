@@ -55,6 +55,12 @@ static script_runtime *runtime_of(lua_State *L)
 
 /* The allocator and the memory ceiling: script_alloc.c. */
 
+static int budget_value(const script_runtime *rt)
+{
+    return (int)(rt->opts.instruction_budget > 2000000000 ? 2000000000
+                                                          : rt->opts.instruction_budget);
+}
+
 static void budget_hook(lua_State *L, lua_Debug *ar)
 {
     script_runtime *rt = runtime_of(L);
@@ -66,10 +72,47 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
     rt->aborted = ABORT_BUDGET;
     lua_getinfo(L, "Sl", ar);
     lua_pushfstring(L, "%s:%d: instruction budget exceeded (%d instructions)", ar->short_src,
-                    ar->currentline, (int)(rt->opts.instruction_budget > 2000000000
-                                               ? 2000000000
-                                               : rt->opts.instruction_budget));
+                    ar->currentline, budget_value(rt));
     lua_error(L);
+}
+
+void script_charge(lua_State *L, long long n)
+{
+    script_runtime *rt = runtime_of(L);
+    if (!rt->in_call || n <= 0)
+        return;
+    /* Saturating: a charge can only bring the end of the budget nearer, never wrap the
+     * count around (a charge computed from a script's NaN or 1e300 must not switch it off). */
+    long long room = rt->opts.instruction_budget - rt->instructions;
+    rt->instructions = n > room ? rt->opts.instruction_budget + 1 : rt->instructions + n;
+    if (rt->instructions <= rt->opts.instruction_budget)
+        return;
+    rt->aborted = ABORT_BUDGET;
+    luaL_where(L, 1); /* the script's line that called the C function */
+    lua_pushfstring(L, "%sinstruction budget exceeded (%d instructions)", lua_tostring(L, -1),
+                    budget_value(rt));
+    lua_error(L);
+}
+
+/* The stack grows down on every platform the engine runs on (x86-64, arm64). The frame
+ * address, not a local's: AddressSanitizer may keep locals on a heap "fake stack". */
+static bool cstack_exceeded(lua_State *L)
+{
+    script_runtime *rt = runtime_of(L);
+    const char *here = __builtin_frame_address(0);
+    return rt->in_call && rt->cstack_base && rt->cstack_base - here > SCRIPT_CSTACK_LIMIT;
+}
+
+void script_check_cstack(lua_State *L)
+{
+    if (cstack_exceeded(L))
+        luaL_error(L, "C stack overflow (calls nested too deeply)");
+}
+
+static int native_cstack_ok(lua_State *L)
+{
+    lua_pushboolean(L, !cstack_exceeded(L));
+    return 1;
 }
 
 static int panic_handler(lua_State *L)
@@ -147,6 +190,7 @@ static void push_native(lua_State *L)
         {"log", native_log},
         {"env", native_env},
         {"aborted", native_aborted},
+        {"cstack_ok", native_cstack_ok},
         {"json_decode", script_json_decode_fn},
         {"json_encode", script_json_encode_fn},
         {NULL, NULL},
@@ -184,6 +228,7 @@ int script_run_protected(script_runtime *rt, lua_CFunction fn, void *arg, char *
 {
     lua_State *L = rt->L;
     int top = lua_gettop(L);
+    rt->cstack_base = __builtin_frame_address(0);
     lua_pushcfunction(L, fn);
     lua_pushlightuserdata(L, arg);
     rt->instructions = 0;
@@ -191,6 +236,7 @@ int script_run_protected(script_runtime *rt, lua_CFunction fn, void *arg, char *
     rt->in_call = true;
     int rc = lua_pcall(L, 1, 0, 0);
     rt->in_call = false;
+    rt->cstack_base = NULL;
     if (rc != 0)
         record_error(rt, rc, err, errlen);
     lua_settop(L, top);
@@ -304,6 +350,13 @@ static uint64_t fnv1a(uint64_t h, const char *s, size_t len)
     return h;
 }
 
+static void prefix_path(const char *path, char *err, size_t errlen)
+{
+    char *message = strdup(err);
+    snprintf(err, errlen, "%s: %s", path, message);
+    free(message);
+}
+
 static int load_script(script_runtime *rt, const char *path, const char *extra,
                        script_pool *pool, char *err, size_t errlen)
 {
@@ -316,6 +369,8 @@ static int load_script(script_runtime *rt, const char *path, const char *extra,
     struct load_call call = {path, source, extra, len, pool != NULL, pool};
     int rc = script_run_protected(rt, load_entry, &call, err, errlen);
     free(source);
+    if (rc != 0 && !strstr(err, path)) /* "stack overflow" and the like name no file */
+        prefix_path(path, err, errlen);
     return rc;
 }
 
@@ -423,6 +478,7 @@ static lua_State *new_state(script_runtime *rt)
     if (!rt->opts.unsafe_allow_jit)
         luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
     lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_STEP);
+    script_guards_install(L);
     lock_string_metatable(L);
     return L;
 }

@@ -106,6 +106,7 @@ typedef struct award {
     double ap;   /* rounded to 8 decimal places */
     char *key;   /* unique per account: the idempotency key */
     char *reason;
+    bool inexact; /* the rules could not compute it to 1e-8 (award_limits.h: held) */
 } award;
 
 typedef struct poll_outcome {

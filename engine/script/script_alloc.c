@@ -14,6 +14,9 @@
  * runtime at most) catches 97 % of them. That memory is what glibc would keep in its own free
  * bins anyway; script_alloc_release gives it back after lua_close.
  *
+ * Allocation is also charged to the instruction budget (ALLOC_BYTES_PER_INSTRUCTION): a C
+ * function that builds a large string runs no Lua instructions for it.
+ *
  * The ceiling is unchanged: memory_used counts the sizes Lua asked for, not the rounded
  * blocks or the cached ones, so LUA_MEMORY_LIMIT means what it meant before.
  *
@@ -32,6 +35,10 @@
 #define CLASS_BYTES 16     /* malloc's alignment on x86-64: every class block stays aligned */
 #define SMALL_MAX 256      /* larger blocks go straight to malloc/realloc/free */
 #define CACHED_BYTES_PER_CLASS (256 * 1024) /* 4 MiB at most per runtime */
+/* Bytes of growth charged as one instruction: a memset of 16 bytes costs about what one
+ * interpreted instruction does, so a loop of string.rep(x, 5e7) is stopped after a few
+ * hundred milliseconds instead of running for hours under the instruction count alone. */
+#define ALLOC_BYTES_PER_INSTRUCTION 16
 
 _Static_assert(SMALL_MAX / CLASS_BYTES == SCRIPT_ALLOC_CLASSES, "one free list per class");
 
@@ -102,10 +109,14 @@ void *script_limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         rt->memory_used -= old;
         return NULL;
     }
-    if (rt->in_call && nsize > old &&
-        rt->memory_used - old + nsize > rt->opts.memory_limit_bytes) {
-        rt->aborted = ABORT_MEMORY;
-        return NULL;
+    if (rt->in_call && nsize > old) {
+        if (rt->memory_used - old + nsize > rt->opts.memory_limit_bytes) {
+            rt->aborted = ABORT_MEMORY;
+            return NULL;
+        }
+        /* Growth is work done in C (string.rep, table.concat, load's parser), charged to the
+         * budget here; the count hook raises the error within HOOK_STEP instructions. */
+        rt->instructions += (long long)((nsize - old) / ALLOC_BYTES_PER_INSTRUCTION);
     }
     void *p = resize(&rt->blocks, ptr, old, nsize);
     if (p)

@@ -226,6 +226,9 @@ static void copy_awards(lua_State *L, int list, poll_outcome *out)
         out->awards[i].ap = script_field_number(L, a, "ap");
         out->awards[i].key = script_field_strdup(L, a, "key");
         out->awards[i].reason = script_field_strdup(L, a, "reason");
+        lua_getfield(L, a, "inexact");
+        out->awards[i].inexact = lua_toboolean(L, -1);
+        lua_pop(L, 1);
         lua_pop(L, 1);
     }
     out->n_awards = n;

@@ -27,6 +27,7 @@ struct script_runtime {
     script_block_cache blocks;
     bool in_call; /* limits apply only while Lua runs on the engine's behalf */
     long long instructions;
+    const char *cstack_base; /* the C stack where the engine called into Lua */
     abort_reason aborted;
     int pipeline_ref;
     script_pool *pools;
@@ -50,6 +51,17 @@ void script_alloc_release(script_runtime *rt);
  * the error (file:line, or the limit that was hit) in err. */
 int script_run_protected(script_runtime *rt, lua_CFunction fn, void *arg, char *err,
                          size_t errlen);
+/* Adds n instructions' worth of work done in C (pattern matching, allocation) to the call's
+ * count; raises the budget error at the calling script's line once past the budget. */
+void script_charge(lua_State *L, long long n);
+/* Raises "C stack overflow" when the C stack used since the engine called into Lua is past
+ * SCRIPT_CSTACK_LIMIT: for C functions that call back into Lua (gsub, coroutine.resume). */
+#define SCRIPT_CSTACK_LIMIT (1024 * 1024)
+void script_check_cstack(lua_State *L);
+/* Replaces string.find/match/gmatch/gsub with the budgeted matcher (script_pattern.c). */
+void script_pattern_install(lua_State *L);
+/* script_pattern_install, and the budget and C-stack wrappers of script_guards.c. */
+void script_guards_install(lua_State *L);
 /* Pushes pipeline.<name> (engine/script/pipeline.lua). */
 void script_push_pipeline(lua_State *L, const char *name);
 /* Sets native.sha256, sha256_hex, base58check and bech32 (engine/script/script_crypto.c) in

@@ -1,6 +1,8 @@
 /* cJSON <-> Lua conversion for the scripting runtime.
  *
- * Decoding: in C (no Lua code runs on hostile bytes). First yajl's events straight onto the
+ * Decoding: in C (no Lua code runs on hostile bytes). The text must be UTF-8 (RFC 8259) and no
+ * object may repeat a key (parsers disagree on which one wins, so a check may see one value
+ * and the award another): both are refused. First yajl's events straight onto the
  * Lua stack (script_json_stream.c); whenever that gives up, cJSON parses, and the tree is
  * pushed as tables, or cJSON's error is described. The parsed tree is anchored in a userdata
  * with a __gc while it is pushed, so a Lua error half-way (memory ceiling) cannot leak it.
@@ -10,6 +12,7 @@
  */
 #include "script_json.h"
 #include "script_json_stream.h"
+#include "script_utf8.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -62,22 +65,40 @@ static int absolute_index(lua_State *L, int idx)
     return idx > 0 || idx <= LUA_REGISTRYINDEX ? idx : lua_gettop(L) + idx + 1;
 }
 
-static void push_value(lua_State *L, const cJSON *item, int depth)
+/* Pushes the key of an object member, unless the table below already has it (cJSON keeps
+ * every duplicate, in order): then pushes nothing and returns 0. */
+static int push_new_key(lua_State *L, const char *key)
+{
+    lua_pushstring(L, key);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, -3);
+    int is_new = lua_isnil(L, -1); /* no decoded value is nil: null is m2p.null */
+    lua_pop(L, is_new ? 1 : 2);
+    return is_new;
+}
+
+/* Pushes item as a Lua value; NULL, or the member whose key its object has already had,
+ * with partly filled tables left on the stack (the caller resets it). */
+static const cJSON *push_value(lua_State *L, const cJSON *item, int depth)
 {
     if (depth > SCRIPT_JSON_MAX_DEPTH)
         luaL_error(L, "JSON nested deeper than %d levels", SCRIPT_JSON_MAX_DEPTH);
-    luaL_checkstack(L, 3, "JSON too deep");
+    luaL_checkstack(L, 4, "JSON too deep");
     if (cJSON_IsObject(item) || cJSON_IsArray(item)) {
         int is_array = cJSON_IsArray(item);
         int n = cJSON_GetArraySize(item);
         lua_createtable(L, is_array ? n : 0, is_array ? 0 : n);
         int i = 1;
         for (const cJSON *child = item->child; child; child = child->next) {
-            push_value(L, child, depth + 1);
+            if (!is_array && !push_new_key(L, child->string))
+                return child;
+            const cJSON *duplicate = push_value(L, child, depth + 1);
+            if (duplicate)
+                return duplicate;
             if (is_array)
                 lua_rawseti(L, -2, i++);
             else
-                lua_setfield(L, -2, child->string);
+                lua_rawset(L, -3);
         }
     } else if (cJSON_IsString(item)) {
         lua_pushstring(L, item->valuestring);
@@ -88,9 +109,32 @@ static void push_value(lua_State *L, const cJSON *item, int depth)
     } else {
         lua_pushlightuserdata(L, NULL); /* null */
     }
+    return NULL;
 }
 
-void script_json_push(lua_State *L, const cJSON *item) { push_value(L, item, 0); }
+/* The key is hostile text that ends up in logs: at most 40 bytes of it, printable ASCII only
+ * (every other byte, quotes and backslashes shown as '?'). */
+static void describe_duplicate(const char *key, char *err, size_t errlen)
+{
+    char shown[44];
+    size_t n = 0;
+    for (; key[n] && n < 40; n++) {
+        unsigned char c = (unsigned char)key[n];
+        shown[n] = c >= 0x20 && c < 0x7f && c != '"' && c != '\\' ? (char)c : '?';
+    }
+    strcpy(shown + n, key[n] ? "..." : "");
+    snprintf(err, errlen, "duplicate key \"%s\" in a JSON object", shown);
+}
+
+void script_json_push(lua_State *L, const cJSON *item)
+{
+    const cJSON *duplicate = push_value(L, item, 0);
+    if (duplicate) {
+        char err[96];
+        describe_duplicate(duplicate->string, err, sizeof err);
+        luaL_error(L, "%s", err);
+    }
+}
 
 /* What a lexical pass over the raw bytes tells that cJSON's tree cannot: cJSON turns a
  * "\u0000" escape (or a raw NUL byte inside a string) into a C string cut at the NUL, so
@@ -183,14 +227,35 @@ static const char *json_type_name(const cJSON *item)
     return "null";
 }
 
+/* Pushes the tree as tables, or explains why not (a duplicate key) and pushes nothing. */
+static int push_tree(lua_State *L, cJSON *tree, char *err, size_t errlen)
+{
+    int top = lua_gettop(L);
+    anchor *a = anchor_push(L, tree, release_tree);
+    const cJSON *duplicate = push_value(L, tree, 0);
+    if (duplicate)
+        describe_duplicate(duplicate->string, err, errlen); /* before the tree is freed */
+    lua_settop(L, top + 1 + !duplicate);
+    anchor_release(a);
+    lua_remove(L, top + 1);
+    return duplicate ? -1 : 0;
+}
+
 static int push_text(lua_State *L, const char *text, size_t len, const char **type, char *err,
                      size_t errlen)
 {
-    if (script_json_stream_push(L, text, len, type) == 0)
+    size_t bad_utf8 = script_utf8_invalid_at(text, len);
+    if (bad_utf8 == len && script_json_stream_push(L, text, len, type) == 0)
         return 0; /* the common case; below, cJSON decides and explains */
     cJSON *tree = cJSON_ParseWithLength(text, len);
     if (!tree) {
+        /* cJSON's reason first: a body cut inside a character is "truncated", as any other */
         describe_parse_error(text, len, err, errlen);
+        return -1;
+    }
+    if (bad_utf8 < len) {
+        cJSON_Delete(tree);
+        snprintf(err, errlen, "not valid UTF-8 at byte %zu of %zu", bad_utf8, len);
         return -1;
     }
     /* Refused, never truncated: a string cut at its NUL could pass a check it should fail. */
@@ -201,11 +266,7 @@ static int push_text(lua_State *L, const char *text, size_t len, const char **ty
         return -1;
     }
     *type = json_type_name(tree);
-    anchor *a = anchor_push(L, tree, release_tree);
-    push_value(L, tree, 0);
-    anchor_release(a);
-    lua_remove(L, -2);
-    return 0;
+    return push_tree(L, tree, err, errlen);
 }
 
 int script_json_push_text(lua_State *L, const char *text, size_t len, char *err, size_t errlen)

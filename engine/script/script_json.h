@@ -12,14 +12,17 @@
 
 #define SCRIPT_JSON_MAX_DEPTH 64
 
-/* Pushes `item` as a Lua value. Raises a Lua error when nesting is deeper than the limit. */
+/* Pushes `item` as a Lua value. Raises a Lua error when nesting is deeper than the limit or
+ * an object repeats a key. */
 void script_json_push(lua_State *L, const cJSON *item);
 
 /* Decodes `len` bytes of JSON and pushes the value; on malformed input pushes nothing, returns
  * -1 and writes a reason to err: "truncated JSON (N bytes)" when the text stops before the
- * value is complete, "invalid JSON at byte N of M", or "NUL character in the JSON at byte N
- * of M" (a raw NUL byte or a \u0000 escape: refused, never cut short). Nesting deeper than
- * the limit raises a Lua error. */
+ * value is complete, "invalid JSON at byte N of M", "NUL character in the JSON at byte N
+ * of M" (a raw NUL byte or a \u0000 escape: refused, never cut short), "not valid UTF-8 at
+ * byte N of M" (RFC 8259), or "duplicate key \"K\" in a JSON object" (K: at most 40 bytes,
+ * printable ASCII, others shown as '?'; an escape counts as the character it stands for).
+ * Nesting deeper than the limit raises a Lua error. */
 int script_json_push_text(lua_State *L, const char *text, size_t len, char *err, size_t errlen);
 
 /* Sets the decoded body on the response table at `idx`: `json` and `json_type` ("object",

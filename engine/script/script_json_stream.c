@@ -12,8 +12,10 @@
  * (cJSON's own message and offset are reported), any "\u" escape (cJSON's surrogate and NUL
  * rules stay cJSON's), a number longer than cJSON's 63 characters, nesting deeper than the
  * limit, or more values than the Lua stack takes. So what yajl accepts here is a subset of
- * what cJSON accepts, with the same values. yajl's UTF-8 check is off: cJSON passes bytes
- * through as they are.
+ * what cJSON accepts, with the same values. A duplicate key in an object also hands back
+ * (script_json.c refuses it and names the key): see has_duplicate_key. yajl's UTF-8 check is
+ * off: script_json.c validates the whole text before either decoder runs (script_utf8.c),
+ * once, rather than yajl per string and cJSON not at all.
  *
  * Memory: yajl allocates from one arena per Lua state (script_json_arena.c), not from malloc,
  * and no userdata is made per parse. Each parse runs under lua_pcall, so a Lua error raised
@@ -181,13 +183,34 @@ static int open_container(builder *b, int is_array)
 static int on_start_map(void *ctx) { return open_container(ctx, 0); }
 static int on_start_array(void *ctx) { return open_container(ctx, 1); }
 
+/* Up to this many keys, an object's keys are compared by identity: LuaJIT interns every
+ * string, so equal keys are one object. 120 pointer compares at most, far cheaper than a
+ * table lookup per key (which was about 130 instructions a key, 2,000 a poll). */
+#define SMALL_OBJECT_KEYS 16
+
+/* 1 when two of the `keys` keys at base, base + 2, ... are equal, 0 when none are, -1 when
+ * there are too many to compare here (the caller looks up each slot before setting it). */
+static int has_duplicate_key(lua_State *L, int base, int keys)
+{
+    if (keys > SMALL_OBJECT_KEYS)
+        return -1;
+    const void *seen[SMALL_OBJECT_KEYS];
+    for (int i = 0; i < keys; i++) {
+        seen[i] = lua_topointer(L, base + 2 * i);
+        for (int j = 0; j < i; j++)
+            if (seen[j] == seen[i])
+                return 1;
+    }
+    return 0;
+}
+
 /* Replaces the container's children on the stack by its table. */
 static int close_container(builder *b)
 {
     lua_State *L = b->L;
     frame *f = &b->frames[--b->depth];
     int n = lua_gettop(L) - f->base + 1;
-    if (!ensure_room(b, 3)) /* the table and one key, value pair being copied */
+    if (!ensure_room(b, 4)) /* the table, one key, value pair being copied, a lookup */
         return 0;
     if (f->is_array) {
         lua_createtable(L, n, 0);
@@ -196,9 +219,19 @@ static int close_container(builder *b)
             lua_rawseti(L, -2, i + 1);
         }
     } else {
+        int duplicate = has_duplicate_key(L, f->base, n / 2);
+        if (duplicate > 0)
+            return 0; /* cJSON's path refuses it and names the key */
         lua_createtable(L, 0, n / 2);
         for (int i = 0; i < n; i += 2) {
             lua_pushvalue(L, f->base + i);
+            if (duplicate < 0) { /* a big object: its slot, before it is set */
+                lua_pushvalue(L, -1);
+                lua_rawget(L, -3);
+                if (!lua_isnil(L, -1)) /* no value decodes to nil: null is a light userdata */
+                    return 0;
+                lua_pop(L, 1);
+            }
             lua_pushvalue(L, f->base + i + 1);
             lua_rawset(L, -3);
         }

@@ -72,6 +72,7 @@ db *db_new(struct ev_loop *loop, const db_options *o)
     d->connect_timeout = o->connect_timeout > 0 ? o->connect_timeout : DB_DEFAULT_CONNECT_TIMEOUT;
     d->statement_timeout = o->statement_timeout > 0 ? o->statement_timeout : 0;
     d->queue_timeout = o->queue_timeout > 0 ? o->queue_timeout : 0;
+    d->result_timeout = o->result_timeout > 0 ? o->result_timeout : 0;
     d->queue_max = o->queue_max > 0 ? o->queue_max : DB_DEFAULT_QUEUE_MAX;
     d->pipeline_depth = o->pipeline_depth > 0 ? o->pipeline_depth : DB_DEFAULT_PIPELINE_DEPTH;
     snprintf(d->app_name, sizeof d->app_name, "%s",

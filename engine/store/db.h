@@ -37,11 +37,16 @@
  * backoff and jitter (reconnect_min doubling up to reconnect_max, each delay drawn from
  * [delay/2, delay]).
  *
+ * A server that hangs rather than fails (stopped, its disk stalled) is bounded by
+ * result_timeout: a pool connection that has jobs in flight and has delivered no verdict
+ * for that long is dropped like a lost one (log database_result_timeout), so the engine
+ * behaves as while the database is down instead of waiting on it without end.
+ *
  * Secrets: no error text, result or log record produced here contains the password of the
  * conninfo (libpq's own messages quote conninfo fragments; they are scrubbed).
  *
  * Logs: database_connected (info), database_disconnected and database_connect_failed
- * (warning), database_notice (debug: server NOTICE/WARNING messages),
+ * (warning), database_result_timeout (warning), database_notice (debug: server NOTICE/WARNING messages),
  * database_transaction_left_open (error).
  */
 #ifndef M2P_DB_H
@@ -76,6 +81,9 @@ typedef struct db_options {
                                  server's setting (a timed-out query fails, SQLSTATE 57014) */
     double queue_timeout;     /* longest wait in the queue before being sent, seconds;
                                  default 0 = wait for a connection however long it takes */
+    double result_timeout;    /* longest a pool connection with jobs sent may go without a
+                                 verdict, seconds: then it is dropped (its jobs fail with
+                                 outcome_unknown=1) and reconnected; default 0 = no limit */
     int queue_max;            /* queries waiting to be sent; default 10000 */
     int pipeline_depth;       /* jobs in flight per connection; default 128 */
     const char *application_name; /* default "m2p-engine"; the conninfo's own wins */

@@ -192,6 +192,8 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         dbi_conn_fail(c, msg);
     } else if (c->state == CS_DOWN && !d->closing) {
         dbi_conn_start(c);
+    } else if (c->state == CS_UP && !d->closing) {
+        dbi_result_timer(c);
     }
     dbi_leave(d);
 }

@@ -71,7 +71,9 @@ typedef struct conn {
     int state;
     PGconn *pg;
     ev_io io;
-    ev_timer timer;        /* reconnect delay (DOWN) or connect timeout (CONNECTING) */
+    ev_timer timer;        /* reconnect delay (DOWN), connect timeout (CONNECTING) or result
+                              timeout (UP, db_queue.c) */
+    ev_tstamp progress_at; /* UP: last verdict read, or when the first job in flight was sent */
     job *head, *tail;      /* sent, verdict pending */
     int inflight;
     int failures;          /* consecutive failed attempts */
@@ -91,6 +93,7 @@ struct db {
     char app_name[64];
     int npool;
     double reconnect_min, reconnect_max, connect_timeout, statement_timeout, queue_timeout;
+    double result_timeout;
     int queue_max, pipeline_depth;
 
     conn *pool;
@@ -166,6 +169,9 @@ void dbi_queue_init(db *d);
 void dbi_kick(db *d);
 /* Sends job j on c. Returns -1 when c failed (then j has been dealt with too). */
 int dbi_send_job(conn *c, job *j);
+/* The result timer of an up pool connection fired: drops the connection when no verdict
+ * came for result_timeout while jobs were in flight, else waits for the rest. */
+void dbi_result_timer(conn *c);
 /* Reads what the server sent on a pool connection and completes finished jobs. */
 void dbi_process_results(conn *c);
 

@@ -63,8 +63,24 @@ static job *q_pop(db *d)
     return j;
 }
 
+/* The result timeout runs on the connection's own timer (idle while UP otherwise). Armed
+ * lazily: started when a job goes out on an idle timer, it checks at expiry whether a verdict
+ * came meanwhile and waits for the rest of the period then, so a busy connection costs one
+ * timer event per period, not a timer update per job. */
+static void rtimer_start(conn *c)
+{
+    db *d = c->d;
+    if (d->result_timeout <= 0 || c->role != ROLE_POOL || ev_is_active(&c->timer))
+        return;
+    ev_timer_set(&c->timer, d->result_timeout, 0);
+    ev_timer_start(d->loop, &c->timer);
+}
+
 static void inflight_push(conn *c, job *j)
 {
+    if (!c->head)
+        c->progress_at = ev_now(c->d->loop); /* the wait starts with the first job out */
+    rtimer_start(c);
     j->next = NULL;
     if (c->tail)
         c->tail->next = j;
@@ -85,8 +101,39 @@ static job *inflight_pop(conn *c)
         j->next = NULL;
         c->inflight--;
         c->d->inflight--;
+        c->progress_at = ev_now(c->d->loop);
     }
     return j;
+}
+
+void dbi_result_timer(conn *c)
+{
+    db *d = c->d;
+    if (!c->head)
+        return; /* nothing waits: the next job out starts the timer again */
+    double wait = c->progress_at + d->result_timeout - ev_now(d->loop);
+    if (wait <= 0) {
+        /* When the loop itself was held up, a verdict may be waiting unread: read first. */
+        if (!PQconsumeInput(c->pg)) {
+            dbi_conn_fail(c, PQerrorMessage(c->pg));
+            return;
+        }
+        dbi_process_results(c);
+        if (d->closing || c->state != CS_UP || !c->head)
+            return;
+        wait = c->progress_at + d->result_timeout - ev_now(d->loop);
+    }
+    if (wait > 0) {
+        ev_timer_set(&c->timer, wait, 0);
+        ev_timer_start(d->loop, &c->timer);
+        return;
+    }
+    log_message(LOG_WARNING, "database_result_timeout",
+                "connection %d: no result for %g s with %d job(s) in flight (the server hangs?);"
+                " reconnecting", c->index, d->result_timeout, c->inflight);
+    char msg[96];
+    snprintf(msg, sizeof msg, "no result within %g s", d->result_timeout);
+    dbi_conn_fail(c, msg);
 }
 
 /* ===================================================================================== */

@@ -11,6 +11,7 @@
 #include "db_store.h"
 
 #include <ev.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "db_values.h"
 #include "log.h"
 #include "utf8.h"
 
@@ -60,14 +62,18 @@ static const char *const SQL_LOAD =
  * key's row of m2p_accounts, for the keys whose wallet claim is held by that player exactly
  * as given, the case in which m2p_claim_wallet would only return the player (and write
  * nothing). Keys without a row here go through SQL_LOAD. The keys come as one JSON array
- * (built with cJSON), so hostile wallets need no quoting of ours. */
+ * (built with cJSON), so hostile wallets need no quoting of ours. Both lookups are LATERAL
+ * so each key is one probe of a primary key: joined plainly, the planner (which guesses 100
+ * keys for json_to_recordset) hashed every claim of the pool per page, 186 ms at 50,000
+ * (docs/performance.md, "A restart's pages at scale"). */
 static const char *const SQL_LOAD_PAGE =
     "SELECT a.version, a.wallet, a.state::text, a.observation_hash, a.award_count,"
     " a.largest_award::text, k.i"
     " FROM json_to_recordset($2::json) AS k(i int, p int, c text, g text)"
-    " JOIN m2p_wallet_claims w ON w.pool_name = $1 AND w.wallet = k.c"
-    "  AND w.player_id = k.p AND w.wallet_as_given = k.g"
-    " LEFT JOIN m2p_accounts a ON a.player_id = k.p AND a.pool_name = $1";
+    " CROSS JOIN LATERAL (SELECT 1 FROM m2p_wallet_claims w WHERE w.pool_name = $1"
+    "  AND w.wallet = k.c AND w.player_id = k.p AND w.wallet_as_given = k.g LIMIT 1) w"
+    " LEFT JOIN LATERAL (SELECT * FROM m2p_accounts a WHERE a.player_id = k.p"
+    "  AND a.pool_name = $1 LIMIT 1) a ON true";
 
 static const char *const SQL_COMMIT =
     "SELECT m2p_commit_poll($1::int, $2, $3, $4::bigint, $5::jsonb, $6, $7::jsonb, $8::jsonb,"
@@ -459,6 +465,20 @@ static cJSON *counter_of(const char *observation_json)
     return out;
 }
 
+/* counter_of as "%.8f" text for previous_paid/current_paid, like the amounts: cJSON would print
+ * 15 significant digits, and 12345678.12345678 has 16 (docs/reliability.md, "Money exact to
+ * 1e-8"). A counter NUMERIC(30, 8) cannot take never gets here (award_out_of_range). */
+static cJSON *counter_text(const char *observation_json)
+{
+    cJSON *c = counter_of(observation_json);
+    if (!cJSON_IsNumber(c) || !dbv_double_fits_numeric(c->valuedouble))
+        return c;
+    char text[64];
+    snprintf(text, sizeof text, "%.8f", c->valuedouble);
+    cJSON_Delete(c);
+    return cJSON_CreateString(text);
+}
+
 static char *awards_json(const poll_commit *pc)
 {
     cJSON *list = cJSON_CreateArray();
@@ -472,8 +492,8 @@ static char *awards_json(const poll_commit *pc)
         cJSON_AddStringToObject(o, "advc", advc);
         cJSON_AddStringToObject(o, "ap", ap);
         cJSON_AddStringToObject(o, "reason", a->reason);
-        cJSON_AddItemToObject(o, "previous_paid", counter_of(pc->previous_state));
-        cJSON_AddItemToObject(o, "current_paid", counter_of(pc->outcome->observation_json));
+        cJSON_AddItemToObject(o, "previous_paid", counter_text(pc->previous_state));
+        cJSON_AddItemToObject(o, "current_paid", counter_text(pc->outcome->observation_json));
         if (pc->held && pc->held[i]) /* stored as a held award: not paid, not notified */
             cJSON_AddStringToObject(o, "held", pc->held[i]);
         cJSON_AddItemToArray(list, o);
@@ -483,16 +503,109 @@ static char *awards_json(const poll_commit *pc)
     return text;
 }
 
+/* ------------------------------------------------- values PostgreSQL refuses */
+
+/* Logs that a value of this poll was changed to be storable (db_values.h). */
+static void log_cleaned(const poll_commit *pc, const char *what, unsigned changed)
+{
+    if (!changed)
+        return;
+    cJSON *f = cJSON_CreateObject();
+    cJSON_AddNumberToObject(f, "player_id", (double)pc->player->id);
+    cJSON_AddStringToObject(f, "pool", pc->pool);
+    cJSON_AddStringToObject(f, "value", what);
+    cJSON_AddBoolToObject(f, "invalid_utf8_replaced", (changed & DBV_INVALID_UTF8) != 0);
+    cJSON_AddBoolToObject(f, "nul_escapes_dropped", (changed & DBV_NUL_ESCAPE) != 0);
+    log_emit(LOG_WARNING, "commit_value_cleaned", f);
+}
+
+enum column_kind { COL_NUMERIC, COL_BIGINT, COL_DOUBLE };
+
+/* Whether (p_snapshot->>name)::type takes v: absent or null (NULL), a number or a decimal
+ * string within the column's range; a bool, an object or other text would fail the cast. */
+static bool column_fits(const cJSON *v, enum column_kind kind)
+{
+    double x;
+    if (!v || cJSON_IsNull(v))
+        return true;
+    if (cJSON_IsNumber(v))
+        x = v->valuedouble;
+    else if (!cJSON_IsString(v) || !dbv_decimal_text(v->valuestring, &x))
+        return false;
+    if (kind == COL_BIGINT)
+        return fabs(x) < 9.2e18;
+    return kind == COL_DOUBLE ? isfinite(x) : dbv_double_fits_numeric(x);
+}
+
+/* The snapshot's columns m2p_commit_poll casts to NUMERIC(30,8) (hashrate to double
+ * precision, shares to bigint): a value out of range or of another type is left out of the
+ * columns (NULL) rather than failing the commit and with it every later poll; the
+ * observation and the raw response keep what the pool said. */
+static void drop_unstorable_columns(cJSON *obs, const poll_commit *pc)
+{
+    static const struct {
+        const char *name;
+        enum column_kind kind;
+    } cols[] = {{"paid", COL_NUMERIC},
+                {"balance", COL_NUMERIC},
+                {"immature", COL_NUMERIC},
+                {"hashrate", COL_DOUBLE},
+                {"shares", COL_BIGINT}};
+    for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) {
+        if (column_fits(cJSON_GetObjectItemCaseSensitive(obs, cols[i].name), cols[i].kind))
+            continue;
+        log_message(LOG_WARNING, "snapshot_value_dropped",
+                    "player %lld on %s: the %s value does not fit the snapshot's column; "
+                    "stored as NULL", (long long)pc->player->id, pc->pool, cols[i].name);
+        cJSON_DeleteItemFromObjectCaseSensitive(obs, cols[i].name);
+    }
+}
+
+/* The first amount of an award that NUMERIC(30,8) cannot hold, described in `why`; false
+ * when all fit. Such a poll cannot be stored at all: it fails, the account stays polled, and
+ * a later answer within range is awarded from the last stored baseline. */
+static bool award_out_of_range(const poll_commit *pc, char *why, size_t len)
+{
+    for (size_t i = 0; i < pc->outcome->n_awards; i++) {
+        const award *a = &pc->outcome->awards[i];
+        const char *name = !dbv_double_fits_numeric(a->advc) ? "advc"
+                           : !dbv_double_fits_numeric(a->ap) ? "ap"
+                                                             : NULL;
+        if (name) {
+            snprintf(why, len, "award %s = %g is beyond NUMERIC(30,8)", name,
+                     name[0] == 'a' && name[1] == 'd' ? a->advc : a->ap);
+            return true;
+        }
+    }
+    const char *obs[] = {pc->previous_state, pc->outcome->observation_json};
+    for (size_t i = 0; pc->outcome->n_awards && i < 2; i++) {
+        cJSON *c = counter_of(obs[i]);
+        bool bad = cJSON_IsNumber(c) && !dbv_double_fits_numeric(c->valuedouble);
+        if (bad)
+            snprintf(why, len, "%s paid counter %g is beyond NUMERIC(30,8)",
+                     i ? "current" : "previous", c->valuedouble);
+        cJSON_Delete(c);
+        if (bad)
+            return true;
+    }
+    return false;
+}
+
 static char *snapshot_json(const db_store *s, const poll_commit *pc)
 {
     if (!pc->observation_changed)
         return NULL;
     cJSON *obs = cJSON_Parse(pc->outcome->observation_json);
+    drop_unstorable_columns(obs, pc);
     if (s->opts.store_raw_responses && pc->raw_response)
         cJSON_AddStringToObject(obs, "raw_response", pc->raw_response);
     char *text = cJSON_PrintUnformatted(obs);
     cJSON_Delete(obs);
-    return text;
+    unsigned changed;
+    char *clean = dbv_json_clean(text, &changed);
+    free(text);
+    log_cleaned(pc, "snapshot", changed);
+    return clean;
 }
 
 /* ------------------------------------------------------------- unchanged polls */
@@ -633,15 +746,29 @@ static void store_commit(account_store *self, const poll_commit *pc, commit_done
         done(ctx, COMMIT_OK, pc->version, NULL);
         return;
     }
+    char why[160];
+    if (award_out_of_range(pc, why, sizeof why)) {
+        log_message(LOG_WARNING, "commit_value_refused", "player %lld on %s: %s; nothing stored",
+                    (long long)pc->player->id, pc->pool, why);
+        done(ctx, COMMIT_FAILED, 0, NULL);
+        return;
+    }
     account_call *c = new_call(s, pc->player->id, pc->pool, ctx);
     c->commit_done = done;
     char version[24];
     snprintf(version, sizeof version, "%lld", pc->version);
-    char *awards = awards_json(pc), *snapshot = snapshot_json(s, pc);
-    const char *params[] = {c->player, pc->pool, pc->wallet, version, pc->outcome->state_json,
+    unsigned changed;
+    char *state = dbv_json_clean(pc->outcome->state_json, &changed);
+    log_cleaned(pc, "state", changed);
+    char *awards_raw = awards_json(pc), *snapshot = snapshot_json(s, pc);
+    char *awards = dbv_json_clean(awards_raw, &changed); /* keys hold pools' tx ids */
+    free(awards_raw);
+    log_cleaned(pc, "awards", changed);
+    const char *params[] = {c->player, pc->pool, pc->wallet, version, state,
                             pc->observation_hash, snapshot, awards, pc->rules_generation,
                             s->opts.notify_channel};
     int rc = query(s, SQL_COMMIT, 10, params, on_commit, c);
+    free(state);
     free(awards);
     free(snapshot);
     if (rc != 0) {

@@ -246,7 +246,7 @@ class Sim:
 class Engine:
     """A running m2p-engine whose JSON log lines are collected by a reader thread."""
 
-    def __init__(self, ctx, args, env, name):
+    def __init__(self, ctx, args, env, name, prefix=()):
         self.ctx = ctx
         self.args = args
         self.stderr_path = os.path.join(ctx.tmp, name + ".stderr")
@@ -257,7 +257,8 @@ class Engine:
         self.other_lines = []
         self._cond = threading.Condition()
         self._eof = False
-        self.proc = subprocess.Popen([ctx.engine_bin] + list(args), stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(list(prefix) + [ctx.engine_bin] + list(args),
+                                     stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=self._stderr,
                                      cwd=ctx.tmp, env=env)
         _register(self.proc)
@@ -266,26 +267,30 @@ class Engine:
 
     def _read(self):
         for raw in self.proc.stdout:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            self._stdout_copy.write(line + "\n")
-            event = None
-            try:
-                event = json.loads(line)
-            except ValueError:
-                pass
-            with self._cond:
-                if isinstance(event, dict) and "event" in event:
-                    event["_raw"] = line
-                    try:
-                        event["_ts"] = parse_timestamp(event["timestamp"])
-                    except (KeyError, ValueError):
-                        event["_ts"] = None
-                    self.events.append(event)
-                else:
-                    self.other_lines.append(line)
-                self._cond.notify_all()
+            self._take(raw.decode("utf-8", "replace").rstrip("\n"))
         with self._cond:
             self._eof = True
+            self._cond.notify_all()
+
+    def _take(self, line):
+        """One line of the engine's stdout: kept (and copied to stdout_path). A subclass may
+        count some lines instead (tests/soak/soak.py: a 30-minute run logs millions)."""
+        self._stdout_copy.write(line + "\n")
+        event = None
+        try:
+            event = json.loads(line)
+        except ValueError:
+            pass
+        with self._cond:
+            if isinstance(event, dict) and "event" in event:
+                event["_raw"] = line
+                try:
+                    event["_ts"] = parse_timestamp(event["timestamp"])
+                except (KeyError, ValueError):
+                    event["_ts"] = None
+                self.events.append(event)
+            else:
+                self.other_lines.append(line)
             self._cond.notify_all()
 
     # ---- reading the log
@@ -419,11 +424,12 @@ class Context:
         return ["--pools", pools_dir or os.path.join(REPO, "pools"),
                 "--scripts", os.path.join(REPO, "scripts")]
 
-    def start_engine(self, args, settings=None, pools_dir=None):
-        """Starts m2p-engine in the test's temporary directory (so no .env is read)."""
+    def start_engine(self, args, settings=None, pools_dir=None, prefix=()):
+        """Starts m2p-engine in the test's temporary directory (so no .env is read);
+        `prefix`: a command that runs it (valgrind ...)."""
         name = "engine-%d" % len(self.engines)
         eng = Engine(self, list(args) + self.default_args(pools_dir),
-                     self.engine_env(settings), name)
+                     self.engine_env(settings), name, prefix)
         self.engines.append(eng)
         return eng
 
@@ -685,6 +691,25 @@ def decimal_field(event, field):
     return Decimal(str(json.loads(event["_raw"], parse_float=Decimal)[field]))
 
 
+def sanitized_build(build_dir):
+    """Whether build_dir is the ASan+UBSan build (M2P_SANITIZE=ON): RSS figures and
+    valgrind mean nothing there."""
+    try:
+        with open(os.path.join(build_dir, "CMakeCache.txt")) as f:
+            return "M2P_SANITIZE:BOOL=ON" in f.read()
+    except OSError:
+        return False
+
+
+def rss_kib(pid):
+    """VmRSS of a running process, in KiB (Linux /proc)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise ValueError("no VmRSS for pid %d" % pid)
+
+
 def last_metrics(eng):
     """The `metrics` of the engine's latest polling_cycle_complete (or engine_stopped)."""
     for e in reversed(eng.snapshot()):
@@ -801,6 +826,7 @@ class PaidServer:
         self.paid = {}
         self.requests = {}
         self.served = {}
+        self.extra = {}  # wallet -> raw bytes of one more member ("note") of its answer
         self.lock = threading.Lock()
         outer = self
 
@@ -810,12 +836,15 @@ class PaidServer:
                 with outer.lock:
                     outer.requests[wallet] = outer.requests.get(wallet, 0) + 1
                     value = outer.paid.get(wallet)
+                    extra = outer.extra.get(wallet)
                     if value is not None:
                         outer.served[(wallet, value)] = outer.served.get((wallet, value), 0) + 1
                 if value is None:
                     body, status = b'{"error": "unknown wallet"}', 404
                 else:
                     body, status = json.dumps({"wallet": wallet, "paid": value}).encode(), 200
+                    if extra is not None:
+                        body = body[:-1] + b', "note": ' + extra + b'}'
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -834,6 +863,12 @@ class PaidServer:
     def set(self, wallet, value):
         with self.lock:
             self.paid[wallet] = value
+
+    def set_extra(self, wallet, raw):
+        """raw: bytes of a JSON value (or not quite: invalid UTF-8...) added to the answer as
+        "note"; None: none."""
+        with self.lock:
+            self.extra[wallet] = raw
 
     def requests_for(self, wallet):
         with self.lock:

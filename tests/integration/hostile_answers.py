@@ -36,9 +36,10 @@ def nomp_body(miner, paid):
 
 class Pool:
     """A loopback HTTP server answering GET /api/worker_stats?<wallet> with `answer(n, wallet)`
-    for the n-th request (from 1): (status, headers dict, body bytes)."""
+    for the n-th request (from 1): (status, headers dict, body bytes). With `tls` (an
+    ssl.SSLContext) it serves https (tls_verify.py)."""
 
-    def __init__(self, answer):
+    def __init__(self, answer, tls=None):
         self.lock = threading.Lock()
         self.requests = 0
         outer = self
@@ -61,8 +62,10 @@ class Pool:
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
-        self.base = "http://127.0.0.1:%d" % self.port
+        self.base = "%s://127.0.0.1:%d" % ("https" if tls else "http", self.port)
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def close(self):

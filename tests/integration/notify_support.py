@@ -68,6 +68,17 @@ class SioServer:
         return {e["event_id"] for _, e in self.events()}
 
 
+def verify_signature(secret, headers, body):
+    """(ok, why): X-M2P-Signature checked with `secret` (bytes) as docs/notifications.md says."""
+    ts, sig = headers.get("X-M2P-Timestamp", ""), headers.get("X-M2P-Signature", "")
+    if not (ts.isascii() and ts.isdigit()) or abs(time.time() - int(ts)) > 300:
+        return False, "bad or old timestamp %r" % ts
+    mac = hmac.new(secret, ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest("sha256=" + mac, sig):
+        return False, "signature mismatch"
+    return True, ""
+
+
 class WebhookReceiver:
     """An HTTP receiver checking X-M2P-Signature with `secret` the way docs/notifications.md
     tells receivers to. `statuses` is a list of statuses answered to the first requests (then
@@ -119,13 +130,7 @@ class WebhookReceiver:
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def verify(self, headers, body):
-        ts, sig = headers.get("X-M2P-Timestamp", ""), headers.get("X-M2P-Signature", "")
-        if not (ts.isascii() and ts.isdigit()) or abs(time.time() - int(ts)) > 300:
-            return False, "bad or old timestamp %r" % ts
-        mac = hmac.new(self.secret, ts.encode() + b"." + body, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest("sha256=" + mac, sig):
-            return False, "signature mismatch"
-        return True, ""
+        return verify_signature(self.secret, headers, body)
 
     def delivered(self):
         """{event_id: body} of the requests answered 2xx with a valid signature."""
@@ -233,3 +238,146 @@ def first_arrival_order(arrivals):
         seen.add(ev["event_id"])
         order.setdefault(ev["player_id"], []).append(int(ev["event_id"]))
     return order
+
+
+def check_each_award_delivered(gdb, sinks):
+    """Issue 12: `sinks` is {name: [event as received, ...]} (repeats included). Every award in
+    mining_events arrived at every sink with its own fields, and nothing else arrived. A repeat
+    with the same event_id is allowed: delivery is at least once, receivers drop repeats by
+    event_id (docs/notifications.md). Returns {name: number of repeats}."""
+    want = expected_events(gdb)
+    repeats = {}
+    for name, arrivals in sinks.items():
+        got = {}
+        for ev in arrivals:
+            harness.check(isinstance(ev, dict) and ev.get("event_id") in want,
+                          "%s received an event that is no award: %r" % (name, ev))
+            check_event(ev, want[ev["event_id"]])  # a repeat is the same event
+            got[ev["event_id"]] = got.get(ev["event_id"], 0) + 1
+        lost = sorted(set(want) - set(got), key=int)
+        harness.check(not lost, "%s: %d of %d awards never delivered (lost): %s"
+                      % (name, len(lost), len(want), lost[:10]))
+        repeats[name] = sum(n - 1 for n in got.values())
+    return repeats
+
+
+class FaultyWebhook:
+    """A raw TCP webhook receiver for issue 12's notifier faults, one request per connection.
+    While `faults` is not empty, each request gets the next fault of the list (cycling):
+      reset    the connection is reset once the request is read (receiver crashed)
+      garbage  non-HTTP bytes, then close
+      cut200   "HTTP/1.1 200 OK" and half a header line, then close: no complete answer
+      500      a complete HTTP 500
+      slow     a complete 200 after `slow_s` seconds (longer than NOTIFY_TIMEOUT)
+    With `faults` empty every request is answered a complete 200. listen() / close() keep
+    the port, so the receiver can be "down" (connection refused) and come back on the URL."""
+
+    def __init__(self, secret, slow_s=2.5):
+        import socket
+        self.secret = secret.encode()
+        self.slow_s = slow_s
+        self.faults = []
+        self.served = []     # (answer, event_id, body dict or None, signature ok)
+        self.lock = threading.Lock()
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self.url = "http://127.0.0.1:%d/hook" % self.port
+        self.sock = None
+
+    def listen(self, faults=()):
+        import socket
+        self.faults = list(faults)
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.listen(64)
+        threading.Thread(target=self._accept, args=(self.sock,), daemon=True).start()
+
+    def close(self):
+        if self.sock:
+            self.sock.close()
+            self.sock = None
+
+    def _accept(self, sock):
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _read_request(self, conn):
+        import email.parser
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return None, None
+            data += chunk
+        head, body = data.split(b"\r\n\r\n", 1)
+        headers = email.parser.BytesParser().parsebytes(head.split(b"\r\n", 1)[1] + b"\r\n\r\n")
+        n = int(headers.get("Content-Length", "0"))
+        while len(body) < n:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return None, None
+            body += chunk
+        return headers, body
+
+    def _serve(self, conn):
+        import socket
+        import struct
+        try:
+            conn.settimeout(10)
+            headers, body = self._read_request(conn)
+            if headers is None:
+                return
+            ok, _ = verify_signature(self.secret, headers, body)
+            try:
+                parsed = json.loads(body, parse_float=Decimal)
+            except ValueError:
+                parsed = None
+            with self.lock:
+                answer = self.faults.pop(0) if self.faults else "ok"
+                if answer != "ok":
+                    self.faults.append(answer)
+                self.served.append((answer, headers.get("X-M2P-Event-Id", ""), parsed, ok))
+            complete = b"HTTP/1.1 %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            if answer == "reset":
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            elif answer == "garbage":
+                conn.sendall(b"\x00\xff\xfeSSH-2.0-OpenSSH_9.2\r\n\x1b[2J not http\r\n\r\n")
+            elif answer == "cut200":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: appl")
+            elif answer == "500":
+                conn.sendall(complete % b"500 Internal Server Error")
+            elif answer == "slow":
+                time.sleep(self.slow_s)
+                conn.sendall(complete % b"200 OK")
+            else:
+                conn.sendall(complete % b"200 OK")
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def answers(self):
+        with self.lock:
+            return list(self.served)
+
+    def confirmed(self):
+        """The bodies of the requests answered a complete 200 with a valid signature."""
+        return [b for a, _, b, ok in self.answers() if a == "ok" and ok]
+
+
+def pending_deliveries(gdb, limit=8):
+    """What is still undelivered, for a failure message: (sink, event, attempts, next
+    attempt in s, leased, last error) of the oldest rows."""
+    return gdb.sql("SELECT d.sink, o.mining_event_id, d.attempts,"
+                   " round(extract(epoch FROM d.next_attempt - now())::numeric, 1),"
+                   " d.lease_until IS NOT NULL, coalesce(d.last_error, '')"
+                   " FROM m2p_deliveries d JOIN m2p_outbox o ON o.id = d.outbox_id"
+                   " WHERE d.delivered_at IS NULL AND d.expired_at IS NULL"
+                   " ORDER BY o.id LIMIT %d" % limit)

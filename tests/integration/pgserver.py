@@ -178,6 +178,41 @@ class PgServer:
     def reload(self):
         self._run([_pg_bin("pg_ctl"), "-D", self.data, "reload"], what="pg_ctl reload")
 
+    def processes(self):
+        """The postmaster's pid and its children's (backends, checkpointer, ...)."""
+        try:
+            with open(os.path.join(self.data, "postmaster.pid")) as f:
+                master = int(f.readline())
+        except (OSError, ValueError):
+            return []
+        pids = [master]
+        for entry in os.listdir("/proc"):
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == master:
+                pids.append(int(entry))
+        return pids
+
+    def pause(self):
+        """SIGSTOP to every process of the server: it hangs (connections stay open, nothing
+        answers) instead of failing. resume() (also done by close()) undoes it."""
+        import signal
+        self._paused = self.processes()
+        for pid in self._paused:
+            os.kill(pid, signal.SIGSTOP)
+
+    def resume(self):
+        import signal
+        for pid in getattr(self, "_paused", []):
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except OSError:
+                pass
+        self._paused = []
+
     def write_hba(self, lines):
         path = os.path.join(self.data, "pg_hba.conf")
         with open(path, "w") as f:
@@ -199,6 +234,7 @@ class PgServer:
             return
         self._closed = True
         try:
+            self.resume()  # a stopped postmaster would not act on pg_ctl's signal
             if self.running or os.path.exists(os.path.join(self.data, "postmaster.pid")):
                 self._run([_pg_bin("pg_ctl"), "-D", self.data, "-w", "-t", "60", "-m",
                            "immediate", "stop"], what="pg_ctl stop", timeout=90, check=False)
@@ -346,9 +382,10 @@ class GameDb:
     def script(self, text, **kw):
         return self.pg.script(text, db=self.name, **kw)
 
-    def add_players(self, players, verified=True, active=True):
+    def add_players(self, players, verified=True, active=True, atomic=False):
         """Inserts players as make_players() describes them ({player_id, username, wallet,
-        wallets: {pool: wallet}}), with their ids, and their per-pool wallets."""
+        wallets: {pool: wallet}}), with their ids, and their per-pool wallets. atomic: in one
+        transaction, so that a running engine never reads a player without its wallets."""
         if not players:
             return
         rows = ", ".join("(%d, %s, %s, %s, %s, %s)" % (
@@ -364,7 +401,7 @@ class GameDb:
                                  for i, pool, w in wallets))
         text += ("SELECT setval(pg_get_serial_sequence('players', 'id'), "
                  "(SELECT max(id) FROM players));\n")
-        self.script(text)
+        self.script("BEGIN;\n%sCOMMIT;\n" % text if atomic else text)
 
     def totals(self):
         """{player_id: (total_advc_mined text, total_ap text)}"""
@@ -588,3 +625,59 @@ def check_accounts_exact(gdb, per_account, base=None, end=None):
         harness.check(got == want, "%s: stored award keys differ from the new payouts' tx ids: "
                                    "missing %s, extra %s" % (a, sorted(want - got)[:3],
                                                              sorted(got - want)[:3]))
+
+
+_shared = None
+
+
+def shared_server():
+    """One PgServer for all the tests of a file, started on first use (initdb costs seconds)."""
+    global _shared
+    if _shared is None:
+        _shared = PgServer()
+    return _shared
+
+
+class LedgerRun:
+    """One engine polling the simulator's players into a GameDb from a baseline at the
+    simulator's current time: the setup and the final check of the tests that take the
+    database away under payouts (the simulator on a manual clock, so the test decides when
+    payouts happen)."""
+
+    def __init__(self, ctx, gdb, sim, players, **settings):
+        import harness
+        self.ctx, self.gdb, self.sim, self.players = ctx, gdb, sim, players
+        self.accounts = accounts_of(players)
+        migrate(ctx, gdb)
+        gdb.add_players(players)
+        self.base = ledgers(sim, players)
+        self.eng = ctx.start_engine([], engine_settings(sim, gdb, **settings))
+        wait_polls([self.eng], None, self.accounts, 2, "the baselines")
+        harness.check(len(gdb.accounts()) == len(self.accounts),
+                      "baselines missing from m2p_accounts")
+        self.started = time.monotonic()
+
+    def step(self, seconds, what, polls=2, timeout=60):
+        """Moves the clock and waits until every account has `polls` more successful polls
+        (with 2, the first of them surely finished, its commit included)."""
+        import harness
+        since = marks([self.eng])
+        self.sim.advance(seconds)
+        wait_polls([self.eng], since, self.accounts, polls, what, timeout=timeout)
+        harness.note("%5.1f s: %s" % (time.monotonic() - self.started, what))
+
+    def check_exact(self, timeout=60):
+        """The totals reach the ledger, stay there over two more polls, and every account's
+        mining_events add up to it, with no duplicate and no foreign row."""
+        import harness
+        end = ledgers(self.sim, self.players)
+        per_account = expected_advc(self.base, end)
+        expected = expected_player_totals(per_account)
+        wait_totals(self.gdb, expected, "the totals to match the ledger", timeout=timeout,
+                    engines=[self.eng])
+        wait_polls([self.eng], marks([self.eng]), self.accounts, 2, "two more polls")
+        diff = totals_diff(self.gdb, expected)
+        harness.check(not diff, "totals moved after they matched the ledger: %s" % diff)
+        check_accounts_exact(self.gdb, per_account, self.base, end)
+        problems = self.gdb.integrity_problems()
+        harness.check(not problems, "; ".join(problems))

@@ -2,7 +2,7 @@
 // package (examples/socketio-relay/node_modules) in well-behaved and misbehaving modes, and
 // a raw http server for what socket.io itself never sends (garbage, bodies cut short).
 //
-//   node socketio_server.js MODE      env: SIO_TOKEN (expected auth.token), SIO_NAMESPACE
+//   node socketio_server.js MODE      env: SIO_TOKEN (expected auth.token), SIO_NAMESPACE, SIO_PORT
 //
 // Modes (socket.io): ack (ack every mining_reward), kick:N (ack N, then disconnect the
 // client from the server side instead of acking the next one, once), noack-first (the first mining_reward is never acked),
@@ -133,5 +133,7 @@ function rawServer() {
 
 const RAW_MODES = ["garbage", "midbody", "unknown-sid", "silent"];
 const server = RAW_MODES.includes(mode) ? rawServer() : socketioServer();
-server.listen(0, "127.0.0.1", () => out({ listening: server.address().port }));
+// SIO_PORT (default 0: a free one) lets a test put another server on the same URL later.
+server.listen(Number(process.env.SIO_PORT || 0), "127.0.0.1",
+  () => out({ listening: server.address().port }));
 process.on("SIGTERM", () => process.exit(0));

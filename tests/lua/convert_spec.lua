@@ -19,6 +19,15 @@ describe("convert.to_advc (scripts/convert.lua)", function()
     assert.are.equal(500, convert.to_advc(0.0005, "BTC", {}))
   end)
 
+  it("multiplies in units of 1e-8: 0.00012345 BTC is exactly 123.45 ADVC", function()
+    local convert = load()
+    assert.are.equal(123.45, convert.to_advc(0.00012345, "BTC", {})) -- not 123.44999999999999
+    assert.are.equal(0.01, convert.to_advc(0.00000001, "BTC", {}))
+    -- More than 8 decimals, or beyond m2p.EXACT_LIMIT: multiplied as it is.
+    assert.are.equal(0.123456789 * 1e6, convert.to_advc(0.123456789, "BTC", {}))
+    assert.are.equal(1e8 * 1e6, convert.to_advc(1e8, "BTC", {}))
+  end)
+
   it("reads BTC_TO_ADVC_RATE when it loads", function()
     local convert = load({ BTC_TO_ADVC_RATE = "2500000" })
     assert.are.equal(1000, convert.to_advc(0.0004, "BTC", {}))

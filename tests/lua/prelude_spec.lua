@@ -60,6 +60,45 @@ describe("m2p (engine/script/prelude.lua)", function()
       assert.are.equal(1.23456789, m2p.round8(1.234567891))
       assert.are.equal(0, m2p.round8(0))
     end)
+
+    it("is exact from 2^24 up to 2^26, where x * 1e8 is rounded itself", function()
+      -- math.floor(x * 1e8 + 0.5) / 1e8 gave 46478109.75322862
+      assert.are.equal(46478109.75322861, m2p.round8(46478109.75322861))
+      assert.are.equal(-46478109.75322861, m2p.round8(-46478109.75322861))
+      assert.are.equal(67108863.99999999, m2p.round8(67108863.99999999))
+      assert.are.equal(16777216.00000001, m2p.round8(16777216.000000006))
+      assert.are.equal(math.huge, m2p.round8(math.huge))
+    end)
+  end)
+
+  -- docs/reliability.md, "Money exact to 1e-8"
+  describe("units", function()
+    it("gives whole units of 1e-8 below m2p.EXACT_LIMIT = 2^26 and nil from it on", function()
+      assert.are.equal(67108864, m2p.EXACT_LIMIT)
+      assert.are.equal(6710886399999999, m2p.units(67108863.99999999))
+      assert.are.equal(-6710886399999999, m2p.units(-67108863.99999999))
+      assert.is_nil(m2p.units(67108864))
+      assert.is_nil(m2p.units(-67108864))
+      assert.is_nil(m2p.units(1e19))
+      assert.is_nil(m2p.units(0 / 0))
+      assert.is_nil(m2p.units("1"))
+      assert.are.equal(0, m2p.units(0))
+      assert.are.equal(1, m2p.units(1e-8))
+      assert.are.equal(4647810975322861, m2p.units(46478109.75322861))
+      assert.are.equal(1677721600000001, m2p.units(16777216.00000001))
+      assert.are.equal(1677721599999999, m2p.units(16777215.99999999))
+    end)
+
+    it("finds every amount of 8 decimals back, on both sides of 2^24 and below 2^26", function()
+      local bad = 0
+      for i = 1, 20000 do
+        local whole = (i % 2 == 0) and math.random(0, 16777215) or math.random(16777216, 67108863)
+        local frac = math.random(0, 99999999)
+        local x = tonumber(string.format("%d.%08d", whole, frac))
+        if m2p.units(x) ~= whole * 100000000 + frac then bad = bad + 1 end
+      end
+      assert.are.equal(0, bad)
+    end)
   end)
 
   describe("urlencode", function()

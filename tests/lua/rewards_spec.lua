@@ -190,6 +190,60 @@ describe("rewards.decide (scripts/rewards.lua)", function()
 
   -- NOMP answers a known wallet with all zeros at times: a decrease is believed only after
   -- DECREASE_CONFIRM_POLLS (default 3) consecutive polls show it.
+  -- docs/reliability.md, "Money exact to 1e-8"
+  describe("money exact to 1e-8", function()
+    -- The state passed on as a table: the helper's dkjson prints 14 digits (tostring), the
+    -- engine's encoder reads back exactly (tests/unit/test_script_json.c).
+    local function account(env)
+      local w = helper.world({ env = env or {} })
+      local rewards = w:load("scripts/rewards.lua")
+      local previous
+      local ctx = { pool = "testpool", currency = "ADVC", player_id = 7, wallet = WALLET,
+                    wallet_id = WALLET_ID, now = T0, to_advc = function(x) return x end }
+      return { poll = function(observation)
+        local result = rewards.decide(previous, observation, ctx)
+        previous = observation
+        return result
+      end }
+    end
+
+    it("takes the increase in units: exact for counters up to 2^26", function()
+      local a = account()
+      a.poll({ paid = 65559444.69885246 })
+      local awards = a.poll({ paid = 65559447.2889562 })
+      -- in doubles 65559447.2889562 - 65559444.69885246 rounds to 2.59010375
+      assert.are.equal(2.59010374, awards[1].advc)
+      assert.are.equal(259.010374, awards[1].ap)
+      assert.is_nil(awards[1].exact)
+      a.poll({ paid = 67108863.99999999 })
+      assert.is_nil(a.poll({ paid = 67108863.99999999 }))
+    end)
+
+    it("marks an award inexact (the engine holds it) once a counter reaches 2^26", function()
+      local a = account()
+      a.poll({ paid = 120000000 })
+      local awards = a.poll({ paid = 120000002.11111109 })
+      assert.are.equal(1, #awards)
+      assert.is_false(awards[1].exact)
+      local b = account()
+      b.poll({ paid = 67108863.99999999 })
+      local edge = b.poll({ paid = 67108864.5 })
+      assert.is_false(edge[1].exact)
+    end)
+
+    it("marks a payout by tx of 2^26 or more inexact, and a smaller one not", function()
+      local a = account()
+      a.poll({ payouts = {} })
+      local awards = a.poll({ payouts = { { tx = "big", amount = 67108864, time = T0 },
+                                          { tx = "small", amount = 67108863.99999999, time = T0 } } })
+      local by_tx = {}
+      for _, w in ipairs(awards) do by_tx[w.reason] = w end
+      assert.is_false(by_tx["payout big"].exact)
+      assert.is_nil(by_tx["payout small"].exact)
+      assert.are.equal(67108863.99999999, by_tx["payout small"].advc)
+    end)
+  end)
+
   describe("a decrease of the cumulative counter", function()
     it("10.5, 0, 10.5, 11 awards only 0.5, at the last poll", function()
       assert.are.same({ 0, 0, 0, 0.5 }, paid_series({ 10.5, 0, 10.5, 11 }))

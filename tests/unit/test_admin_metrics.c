@@ -57,6 +57,8 @@ static void test_label_values_are_escaped(void)
     CHECK_CONTAINS(text, "# TYPE m2p_poll_duration_seconds histogram\n");
     CHECK_CONTAINS(text, "m2p_build_info{version=\"" M2P_VERSION "\"} 1\n");
     CHECK_CONTAINS(text, "process_open_fds ");
+    CHECK_CONTAINS(text, "# TYPE m2p_player_entries gauge\nm2p_player_entries 0\n");
+    CHECK_CONTAINS(text, "# TYPE m2p_account_entries gauge\nm2p_account_entries 0\n");
     free(text);
     metrics_free(&m);
 }

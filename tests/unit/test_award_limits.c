@@ -1,4 +1,5 @@
 /* Award limits (engine/poll/award_limits.h): which awards of a poll are held for review. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,7 +29,7 @@ static void test_ceiling_is_per_poll(void)
     CHECK(award_limits_check(&DEFAULTS, &none, exact, 2, why) == 0,
           "a sum equal to the ceiling is not held (no binary rounding surprise)");
     award_limits off = {0, 100};
-    award huge[] = {A(1e12)};
+    award huge[] = {A(600000)}; /* 6e7 AP: still below AWARD_EXACT_LIMIT */
     CHECK(award_limits_check(&off, &none, huge, 1, why) == 0, "MAX_AWARD_ADVC=0: no ceiling");
 }
 
@@ -60,6 +61,41 @@ static void test_ceiling_wins_when_both_apply(void)
     award huge[] = {A(5000)};
     CHECK(award_limits_check(&DEFAULTS, &five, huge, 1, why) == 1 && why[0] == HOLD_CEILING,
           "the ceiling is named first");
+}
+
+/* The exact range (award_limits.h): held below no setting, at 2^26 on both sides, for ADVC
+ * and AP alike, and whenever the rules say they could not compute the award exactly. */
+static void test_exact_range(void)
+{
+    award_limits off = {0, 0};
+    award_history five = {5, 1};
+    hold_reason why[1];
+    award below[] = {{.advc = 67108863.99999999, .ap = 1}};
+    CHECK(award_limits_check(&off, &five, below, 1, why) == 0, "the last amount below 2^26");
+    award at[] = {{.advc = 67108864, .ap = 1}};
+    CHECK(award_limits_check(&off, &five, at, 1, why) == 1 && why[0] == HOLD_EXACT_RANGE,
+          "2^26 ADVC is held");
+    award ap_below[] = {{.advc = 1, .ap = 67108863.99999999}};
+    CHECK(award_limits_check(&off, &five, ap_below, 1, why) == 0, "AP just below 2^26");
+    award ap_at[] = {{.advc = 1, .ap = 67108864}};
+    CHECK(award_limits_check(&off, &five, ap_at, 1, why) == 1 && why[0] == HOLD_EXACT_RANGE,
+          "2^26 AP is held");
+    /* Issue 12: 1e19 ADVC in one poll, with both limits switched off. */
+    award absurd[] = {A(1e19)};
+    CHECK(award_limits_check(&off, &five, absurd, 1, why) == 1 && why[0] == HOLD_EXACT_RANGE,
+          "1e19 ADVC is held whatever the settings");
+    CHECK(award_limits_check(&DEFAULTS, &five, absurd, 1, why) == 1 && why[0] == HOLD_EXACT_RANGE,
+          "and named as exact_range before the ceiling");
+    award nan[] = {{.advc = NAN, .ap = 1}};
+    CHECK(award_limits_check(&off, &five, nan, 1, why) == 1, "NaN is held");
+    award inexact[] = {{.advc = 2.11111109, .ap = 211.111109, .inexact = true}};
+    CHECK(award_limits_check(&off, &five, inexact, 1, why) == 1 && why[0] == HOLD_EXACT_RANGE,
+          "a small award the rules marked inexact (its counter was beyond 2^26) is held");
+    char text[256];
+    hold_reason_explain(HOLD_EXACT_RANGE, &off, &five, 2.11111109, 2.11111109, text, sizeof text);
+    CHECK_CONTAINS(text, "exact_range");
+    CHECK_CONTAINS(text, "67108864");
+    CHECK(strcmp(hold_reason_setting(HOLD_EXACT_RANGE), "exact_range") == 0, "its name");
 }
 
 static void test_history_counts_paid_awards_only(void)
@@ -100,6 +136,7 @@ int main(void)
     test_ceiling_is_per_poll();
     test_factor_needs_five_awards();
     test_ceiling_wins_when_both_apply();
+    test_exact_range();
     test_history_counts_paid_awards_only();
     test_explanations();
     return check_summary();

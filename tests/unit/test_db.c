@@ -115,6 +115,8 @@ static db *new_db(const char *conninfo, int connections, double statement_timeou
     return db_new(loop, &o);
 }
 
+static bool log_contains(const char *needle);
+
 /* ----- health observer ----- */
 
 typedef struct transitions {
@@ -373,6 +375,36 @@ static void test_statement_timeout(void)
     CHECK(!q.ok && strcmp(q.state, "57014") == 0, "timed out: %s", q.err);
     run_query(d, &q, "SHOW statement_timeout", 0, NULL);
     CHECK(q.ok && strcmp(q.v0, "300ms") == 0, "setting %s", q.v0);
+    db_free(d);
+}
+
+/* A server that hangs (here: a statement that sleeps, as a SIGSTOPped server would look) is
+ * bounded by result_timeout: the connection is dropped, the query fails with its outcome
+ * unknown, the db reconnects and the next query works; a job that keeps the connection busy
+ * with verdicts arriving (short queries behind each other) is not cut. */
+static void test_result_timeout(void)
+{
+    db_options o = {.conninfo = pg.conninfo, .connections = 1, .reconnect_min = 0.1,
+                    .reconnect_max = 0.2, .result_timeout = 0.5};
+    db *d = db_new(loop, &o);
+    WAIT_UNTIL(db_healthy(d), DEADLINE);
+    qres q;
+    ev_tstamp t0 = ev_time();
+    run_query(d, &q, "SELECT pg_sleep(20)", 0, NULL);
+    CHECK(!q.ok && q.unknown && strcmp(q.state, "08006") == 0, "hung query: ok %d unknown %d %s %s",
+          q.ok, q.unknown, q.state, q.err);
+    CHECK_CONTAINS(q.err, "no result within 0.5 s");
+    CHECK(ev_time() - t0 < 15, "the hung query was not cut: %.1f s", ev_time() - t0);
+    CHECK(log_contains("database_result_timeout"), "database_result_timeout logged");
+    run_query(d, &q, "SELECT 'after the timeout'", 0, NULL);
+    CHECK(q.ok && strcmp(q.v0, "after the timeout") == 0, "next query: %s", q.err);
+    /* four statements of 0.3 s in a row: 1.2 s in flight, a verdict every 0.3 s */
+    qres qs[4];
+    for (int i = 0; i < 4; i++)
+        CHECK(query(d, &qs[i], "SELECT pg_sleep(0.3)", 0, NULL) == 0, "queued");
+    WAIT_UNTIL(qs[3].called, DEADLINE);
+    for (int i = 0; i < 4; i++)
+        CHECK(qs[i].called == 1 && qs[i].ok, "busy but answering: %d: %s", i, qs[i].err);
     db_free(d);
 }
 
@@ -702,6 +734,7 @@ int main(void)
     test_pipeline_1000();
     test_errors_isolated();
     test_statement_timeout();
+    test_result_timeout();
     test_restart();
     test_listen();
     test_password_never_shown();

@@ -1,100 +1,9 @@
 /* The scripting runtime under attack: sandbox escapes, runaway loops (including loops the JIT
  * would compile), memory bombs, hostile JSON bodies and hostile wallet strings. Each must end
  * as an error naming the script, and the runtime must keep working afterwards. */
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
 #include "check.h"
 #include "log.h"
-#include "script.h"
-
-static char pools_dir[256];
-
-static void write_pool(const char *name, const char *source)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s.lua", pools_dir, name);
-    FILE *f = fopen(path, "wb");
-    fputs(source, f);
-    fclose(f);
-}
-
-static void remove_pools(void)
-{
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -f %s/*.lua", pools_dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cleanup failed\n");
-}
-
-static script_runtime *load(long long budget, size_t memory, bool jit)
-{
-    script_options o;
-    script_options_defaults(&o);
-    o.pools_dir = pools_dir;
-    o.scripts_dir = "scripts";
-    if (budget)
-        o.instruction_budget = budget;
-    if (memory)
-        o.memory_limit_bytes = memory;
-    o.unsafe_allow_jit = jit;
-    char err[1024];
-    script_runtime *rt = script_runtime_new(&o, err, sizeof err);
-    CHECK(rt != NULL, "runtime: %s", err);
-    return rt;
-}
-
-/* A pool whose parse runs `body` (Lua statements) and then returns a valid observation. */
-static void write_parse_pool(const char *name, const char *body)
-{
-    char src[4096];
-    snprintf(src, sizeof src,
-             "return { currency = 'ADVC',\n"
-             "  request = function(w) return { url = 'http://127.0.0.1/' .. w } end,\n"
-             "  parse = function(r)\n%s\n  return { paid = 1 } end }\n",
-             body);
-    write_pool(name, src);
-}
-
-static const char *WALLET = "AGwBxFjnhMYit2YBRQpEx4WbPpJad9VNAy";
-
-/* Polls pool `name` once with a small JSON body; returns the error (static) or NULL. */
-static const char *poll_error(script_runtime *rt, const char *name, const char *body)
-{
-    static char error[1024];
-    script_response r = {.status = 200, .body = body, .body_len = strlen(body)};
-    script_account a = {.player_id = 1, .wallet = WALLET};
-    poll_outcome out;
-    int pool = script_pool_find(rt, name);
-    CHECK(pool >= 0, "pool %s not loaded", name);
-    int rc = script_poll(rt, pool, &a, &r, &out);
-    snprintf(error, sizeof error, "%s", rc ? out.error : "");
-    poll_outcome_clear(&out);
-    return rc ? error : NULL;
-}
-
-/* poll_error for a body that may hold NUL bytes. */
-static const char *poll_error_bytes(script_runtime *rt, const char *name, const char *body,
-                                    size_t len)
-{
-    static char error[1024];
-    script_response r = {.status = 200, .body = body, .body_len = len};
-    script_account a = {.player_id = 1, .wallet = WALLET};
-    poll_outcome out;
-    int rc = script_poll(rt, script_pool_find(rt, name), &a, &r, &out);
-    snprintf(error, sizeof error, "%s", rc ? out.error : "");
-    poll_outcome_clear(&out);
-    return rc ? error : NULL;
-}
-
-static const char *load_error_of(script_runtime *rt, const char *file)
-{
-    for (size_t i = 0; i < script_load_error_count(rt); i++)
-        if (strstr(script_load_error(rt, i), file))
-            return script_load_error(rt, i);
-    return NULL;
-}
+#include "script_fixture.h"
 
 static void test_sandbox_escapes(void)
 {
@@ -450,11 +359,8 @@ static void test_wallet_addresses(void)
 int main(void)
 {
     log_configure(LOG_ERROR, LOG_FORMAT_TEXT, stderr);
-    snprintf(pools_dir, sizeof pools_dir, "/tmp/m2p-test-script-XXXXXX");
-    if (!mkdtemp(pools_dir)) {
-        perror("mkdtemp");
+    if (!fixture_init("test-script"))
         return 1;
-    }
     test_sandbox_escapes();
     test_globals_are_private();
     test_load_errors();

@@ -6,6 +6,8 @@
  * tests/integration/webhook_sink.py against Python and Node receivers. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -205,6 +207,63 @@ static void test_timeout(struct ev_loop *loop)
     close(fd);
 }
 
+/* One connection on `fd`: reads the whole POST (headers and Content-Length bytes, so that
+ * closing sends no RST), answers with `reply` and closes. */
+static void *answer_once(void *arg)
+{
+    const char **job = arg; /* {listening fd as text, reply} */
+    int fd = accept(atoi(job[0]), NULL, NULL);
+    char buf[8192];
+    size_t len = 0, want = 0;
+    while (fd >= 0 && len < sizeof buf - 1) {
+        ssize_t n = recv(fd, buf + len, sizeof buf - 1 - len, 0);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        buf[len] = '\0';
+        char *end = strstr(buf, "\r\n\r\n"), *cl = strstr(buf, "Content-Length: ");
+        if (end && !want)
+            want = (size_t)(end + 4 - buf) + (cl ? strtoul(cl + 16, NULL, 10) : 0);
+        if (want && len >= want)
+            break;
+    }
+    if (fd >= 0) {
+        send(fd, job[1], strlen(job[1]), MSG_NOSIGNAL);
+        close(fd);
+    }
+    return NULL;
+}
+
+/* A receiver cut inside the headers after "200 OK" has not acknowledged anything: the event
+ * is retried, not counted as delivered (issue 12; engine/http.c waits for the blank line). */
+static void test_cut_after_200(struct ev_loop *loop)
+{
+    static const char *const replies[] = {"HTTP/1.1 200 OK\r\n",
+                                          "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n",
+                                          "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"};
+    for (int i = 0; i < 3; i++) {
+        int port, fd = loopback_socket(1, &port);
+        char url[100], fd_text[16];
+        snprintf(url, sizeof url, "http://127.0.0.1:%d/hook", port);
+        snprintf(fd_text, sizeof fd_text, "%d", fd);
+        const char *job[2] = {fd_text, replies[i]};
+        pthread_t t;
+        pthread_create(&t, NULL, answer_once, job);
+        webhook_options o = {.url = url, .secret = "k", .timeout_s = 5};
+        notify_sink *s = webhook_sink_new(loop, NULL, &o);
+        outcome_log l = {0};
+        notify_event ev = event("19", "{}");
+        CHECK(s && s->ops->deliver(s, &ev, record, &l) == 0, "deliver did not start");
+        run_until_done(loop, &l);
+        pthread_join(t, NULL);
+        notify_outcome want = i == 2 ? NOTIFY_DELIVERED : NOTIFY_RETRY;
+        CHECK(l.outcome == want, "answer cut after %zu bytes: outcome %d (%s), expected %d",
+              strlen(replies[i]), l.outcome, l.error, want);
+        s->ops->free(s);
+        close(fd);
+    }
+}
+
 /* free() finishes every delivery in flight, inside the call, exactly once; with a shared
  * client the answer that still arrives later is dropped without touching the freed sink
  * (ASan would see it). */
@@ -239,6 +298,7 @@ int main(void)
     test_new_and_refused_events(loop);
     test_connection_refused(loop);
     test_timeout(loop);
+    test_cut_after_200(loop);
     test_free_in_flight(loop, NULL);
     http_client *shared = http_client_new(loop, NULL);
     test_free_in_flight(loop, shared);
