@@ -664,7 +664,7 @@ function pipeline.poll(index, account, response)
   local observation_json = native.json_encode(observation)
   local previous
   if account.state then
-    local ok, decoded = rethrow_if_aborted(pcall(native.json_decode, account.state))
+    local ok, decoded = rethrow_if_aborted(pcall(native.json_decode_state, account.state))
     if ok and type(decoded) == "table" then
       previous = decoded
     else
@@ -703,7 +703,7 @@ function pipeline.explain(index, account)
   local pool = pools[index]
   local previous
   if account.state then
-    local ok, decoded = pcall(native.json_decode, account.state)
+    local ok, decoded = pcall(native.json_decode_state, account.state)
     if not ok or type(decoded) ~= "table" then
       return native.json_encode({ baseline = "the stored state is unreadable: the next poll "
         .. "is a new baseline" })

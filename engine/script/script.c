@@ -192,6 +192,7 @@ static void push_native(lua_State *L)
         {"aborted", native_aborted},
         {"cstack_ok", native_cstack_ok},
         {"json_decode", script_json_decode_fn},
+        {"json_decode_state", script_json_decode_state_fn},
         {"json_encode", script_json_encode_fn},
         {NULL, NULL},
     };

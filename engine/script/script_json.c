@@ -15,6 +15,7 @@
 #include "script_utf8.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,12 +242,47 @@ static int push_tree(lua_State *L, cJSON *tree, char *err, size_t errlen)
     return duplicate ? -1 : 0;
 }
 
+/* Pushes `len` bytes of text with each byte that does not begin or continue a valid UTF-8
+ * sequence replaced by U+FFFD, the way the store cleans text for PostgreSQL (db_values.c).
+ * A Lua string, so that a Lua error while it is decoded cannot leak it. */
+static void push_replaced_utf8(lua_State *L, const char *text, size_t len)
+{
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    size_t i = 0;
+    while (i < len) {
+        size_t bad = i + script_utf8_invalid_at(text + i, len - i);
+        luaL_addlstring(&b, text + i, bad - i);
+        if (bad < len)
+            luaL_addlstring(&b, "\xEF\xBF\xBD", 3);
+        i = bad + 1;
+    }
+    luaL_pushresult(&b);
+}
+
 static int push_text(lua_State *L, const char *text, size_t len, const char **type, char *err,
-                     size_t errlen)
+                     size_t errlen, bool replace_invalid);
+
+/* The text again with U+FFFD for its invalid bytes, decoded; the copy leaves the stack. */
+static int push_replaced_text(lua_State *L, const char *text, size_t len, const char **type,
+                              char *err, size_t errlen)
+{
+    push_replaced_utf8(L, text, len);
+    size_t n;
+    const char *copy = lua_tolstring(L, -1, &n);
+    int rc = push_text(L, copy, n, type, err, errlen, false);
+    lua_remove(L, rc == 0 ? -2 : -1);
+    return rc;
+}
+
+static int push_text(lua_State *L, const char *text, size_t len, const char **type, char *err,
+                     size_t errlen, bool replace_invalid)
 {
     size_t bad_utf8 = script_utf8_invalid_at(text, len);
     if (bad_utf8 == len && script_json_stream_push(L, text, len, type) == 0)
         return 0; /* the common case; below, cJSON decides and explains */
+    if (bad_utf8 < len && replace_invalid)
+        return push_replaced_text(L, text, len, type, err, errlen);
     cJSON *tree = cJSON_ParseWithLength(text, len);
     if (!tree) {
         /* cJSON's reason first: a body cut inside a character is "truncated", as any other */
@@ -272,7 +308,7 @@ static int push_text(lua_State *L, const char *text, size_t len, const char **ty
 int script_json_push_text(lua_State *L, const char *text, size_t len, char *err, size_t errlen)
 {
     const char *type;
-    return push_text(L, text, len, &type, err, errlen);
+    return push_text(L, text, len, &type, err, errlen, false);
 }
 
 void script_json_set_response(lua_State *L, int idx, const char *body, size_t len)
@@ -280,7 +316,7 @@ void script_json_set_response(lua_State *L, int idx, const char *body, size_t le
     char reason[128];
     const char *type;
     idx = absolute_index(L, idx);
-    if (len && push_text(L, body, len, &type, reason, sizeof reason) == 0) {
+    if (len && push_text(L, body, len, &type, reason, sizeof reason, false) == 0) {
         lua_setfield(L, idx, "json");
         lua_pushstring(L, type);
         lua_setfield(L, idx, "json_type");
@@ -444,6 +480,21 @@ int script_json_decode_fn(lua_State *L)
     const char *text = luaL_checklstring(L, 1, &len);
     char err[128];
     if (script_json_push_text(L, text, len, err, sizeof err) != 0)
+        return luaL_error(L, "json_decode: %s", err);
+    return 1;
+}
+
+/* native.json_decode_state(s): the engine's own account state. A custom rule may have put a
+ * string with invalid UTF-8 into it; the store keeps such a state with U+FFFD in place of
+ * those bytes (db_values.c), so that is how it is read back here too. Refusing it, as
+ * json_decode does, would make the next poll see no previous state at all. */
+int script_json_decode_state_fn(lua_State *L)
+{
+    size_t len;
+    const char *text = luaL_checklstring(L, 1, &len);
+    char err[128];
+    const char *type;
+    if (push_text(L, text, len, &type, err, sizeof err, true) != 0)
         return luaL_error(L, "json_decode: %s", err);
     return 1;
 }

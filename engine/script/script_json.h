@@ -46,6 +46,9 @@ int script_json_table_shape(lua_State *L, int idx, size_t *count, char *err, siz
  * directly (script_json_encode.c), byte for byte what cJSON_PrintUnformatted of
  * script_json_from_lua's tree gives, without building the tree. */
 int script_json_decode_fn(lua_State *L);
+/* native.json_decode_state(text): as json_decode, but the engine's own account state, where
+ * bytes that are not valid UTF-8 (from a custom rule) are read as U+FFFD, as they are stored. */
+int script_json_decode_state_fn(lua_State *L);
 int script_json_encode_fn(lua_State *L);
 
 /* Room for any number script_json_format_number writes, NUL included. */

@@ -172,6 +172,10 @@ def test_a_state_postgresql_refuses_does_not_poison_the_batch(ctx):
     cleaned = [e for e in eng.named("commit_value_cleaned", since)
                if e.get("player_id") == bad[0]]
     check(cleaned, "the refused state was not sent to its own account's commit")
+    unreadable = [e for e in eng.named("account_state_unreadable", since)
+                  if e.get("player_id") == bad[0]]
+    check(not unreadable, "the state kept after the cleaned commit was not read back (the "
+          "next poll saw no previous state): %s" % unreadable[:1])
     rc = eng.stop()
     eng.expect_clean_exit(rc)
 

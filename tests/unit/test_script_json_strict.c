@@ -186,6 +186,21 @@ static void test_duplicate_keys_refused(lua_State *L)
     lua_pop(L, 1);
 }
 
+/* The engine's own state (a custom rule put "\255" into it): read back with U+FFFD, as the
+ * store keeps it, not refused (the next poll then saw no previous state, every other poll). A
+ * pool body stays refused; text that is not JSON stays an error. */
+static void test_state_reads_invalid_utf8_as_stored(lua_State *L)
+{
+    lua_register(L, "decode_state", script_json_decode_state_fn);
+    CHECK(lua_true(L, "decode_state('{\"note\":\"a\\255b\\195\",\"paid\":1.5}').note "
+                      "== 'a\\239\\191\\189b\\239\\191\\189'"), "state with bad bytes");
+    CHECK(lua_true(L, "decode_state('{\"paid\":1.5}').paid == 1.5"), "valid state");
+    CHECK(lua_true(L, "not pcall(decode_state, '{\"paid\":\\255')"), "not JSON");
+    CHECK(lua_true(L, "select(2, pcall(decode_state, '{\"a\\255\":1,\"a\\254\":2}'))"
+                      ":find('duplicate key', 1, true) ~= nil"), "keys equal once replaced");
+    CHECK_CONTAINS(decode(L, "{\"note\":\"a\xff" "b\"}"), "not valid UTF-8 at byte 10");
+}
+
 static int push_tree_protected(lua_State *L)
 {
     script_json_push(L, lua_touserdata(L, 1));
@@ -211,6 +226,7 @@ int main(void)
     lua_register(L, "push_tree", push_tree);
     test_invalid_utf8_refused(L);
     test_duplicate_keys_refused(L);
+    test_state_reads_invalid_utf8_as_stored(L);
     CHECK(lua_gettop(L) == 0, "stack left with %d values", lua_gettop(L));
     lua_close(L);
     return check_summary();
