@@ -195,10 +195,27 @@ local function new_baseline(acc, ctx)
   acc.since = ctx.now
 end
 
+-- A cumulative counter back at 0 is never believed, however long it lasts: a pool that lost
+-- or has not yet loaded a wallet's figures answers 0 (NOMP's all-zero answer, an rplant or
+-- YiiMP wallet between its stats' expiry and the next share), and a 0 taken as the new
+-- baseline pays the wallet's whole history again when the real figure returns. A real reset
+-- is believed once the counter shows a new figure above 0 (and below the mark) on
+-- DECREASE_CONFIRM_POLLS consecutive polls; what it rose by from 0 is not awarded (the safe
+-- direction). Logged once per drop, not per poll.
+local function decide_zero(prev, current, acc, ctx)
+  if not (prev.falling and prev.falling.zero) then
+    m2p.log("warning", "paid_counter_zero_ignored", log_fields(ctx, {
+      previous_paid = prev.paid, current_paid = current.paid }))
+  end
+  acc.paid = prev.paid
+  acc.falling = { polls = 0, paid = 0, zero = true }
+end
+
 -- A lower counter is remembered as `falling` and believed on the DECREASE_CONFIRM_POLLS-th
 -- consecutive poll that shows it: the new baseline is that poll's value (what the counter
 -- rose by while the decrease was pending is not awarded, the safe direction).
 local function decide_decrease(prev, current, acc, ctx)
+  if current.paid <= 0 then return decide_zero(prev, current, acc, ctx) end
   local polls = (prev.falling and prev.falling.polls or 0) + 1
   if polls >= DECREASE_CONFIRM_POLLS then
     m2p.log("warning", "paid_counter_reset_confirmed", log_fields(ctx, {
@@ -220,7 +237,7 @@ end
 local function decide_paid(prev, current, acc, ctx, awards)
   local high = prev.paid
   if current.paid < high then return decide_decrease(prev, current, acc, ctx) end
-  if prev.falling then
+  if prev.falling and not prev.falling.zero then
     m2p.log("info", "paid_counter_decrease_ignored", log_fields(ctx, {
       previous_paid = high, current_paid = current.paid, polls = prev.falling.polls }))
   end
@@ -418,7 +435,10 @@ local function explain_paid(acc, ctx)
     next_award = string.format("the pool's paid counter must rise above %.8f %s by at least "
       .. "%.8f ADVC (MIN_PAYOUT_DELTA)", acc.paid, ctx.currency, MIN_PAYOUT_DELTA),
   }
-  if acc.falling then
+  if acc.falling and acc.falling.zero then
+    text.next_award = text.next_award .. "; the pool's counter shows 0, which is never taken "
+      .. "as a new baseline (a reset is believed when it shows a figure above 0)"
+  elseif acc.falling then
     text.next_award = text.next_award .. string.format("; a lower counter (%.8f) was seen on "
       .. "%d of the %d consecutive polls that make it the new baseline (DECREASE_CONFIRM_POLLS)",
       acc.falling.paid or 0, acc.falling.polls, DECREASE_CONFIRM_POLLS)

@@ -76,9 +76,12 @@ describe("rewards.explain (scripts/rewards.lua)", function()
     assert.matches("cumulative paid 12.50000000 ADVC", t.baseline, 1, true)
     assert.matches("must rise above 12.50000000 ADVC by at least 0.00010000 ADVC", t.next_award,
                    1, true)
-    acct.poll({ paid = 0 })
-    assert.matches("a lower counter (0.00000000) was seen on 1 of the 3", acct.explain().next_award,
+    acct.poll({ paid = 2 })
+    assert.matches("a lower counter (2.00000000) was seen on 1 of the 3", acct.explain().next_award,
                    1, true)
+    acct.poll({ paid = 0 })
+    assert.matches("the pool's counter shows 0, which is never taken as a new baseline",
+                   acct.explain().next_award, 1, true)
   end)
 
   it("counts the payout ids known and the 24-hour level", function()
@@ -275,10 +278,32 @@ describe("rewards.decide (scripts/rewards.lua)", function()
       assert.is_nil(acc.falling)
     end)
 
+    it("never takes a 0 as the new baseline: 10.5, then 0 six times, then 10.5 awards nothing", function()
+      for _, confirm in ipairs({ "3", "1" }) do
+        local got, a = paid_series({ 10.5, 0, 0, 0, 0, 0, 0, 10.5 }, { DECREASE_CONFIRM_POLLS = confirm })
+        assert.are.same({ 0, 0, 0, 0, 0, 0, 0, 0 }, got)
+        assert.are.equal(0, #a.world:logged("paid_counter_reset_confirmed"))
+        assert.are.equal(0, #a.world:logged("paid_counter_decreased"))
+        -- said once per drop, not per poll
+        local zero = a.world:logged("paid_counter_zero_ignored")
+        assert.are.equal(1, #zero)
+        assert.are.equal(10.5, zero[1].fields.previous_paid)
+        local _, acc = a.poll({ paid = 10.5 })
+        assert.are.equal(10.5, acc.paid)
+        assert.are.equal(0, acc.epoch)
+      end
+    end)
+
+    it("believes a real reset once it shows a figure above 0: 10.5, 0, 0, 0, 2, 2, 2, 2.5", function()
+      assert.are.same({ 0, 0, 0, 0, 0, 0, 0, 0.5 }, paid_series({ 10.5, 0, 0, 0, 2, 2, 2, 2.5 }))
+      -- -0 is a 0 too
+      assert.are.same({ 0, 0, 0, 0, 0 }, paid_series({ 10.5, -0.0, -0.0, -0.0, 10.5 }))
+    end)
+
     it("keeps the high-water mark while the decrease is pending", function()
       local a = account()
       a.poll({ paid = 10.5 })
-      local _, acc = a.poll({ paid = 0 })
+      local _, acc = a.poll({ paid = 2 })
       assert.are.equal(10.5, acc.paid)
       assert.are.equal(1, acc.falling.polls)
       assert.are.equal(0, acc.epoch)
