@@ -81,16 +81,21 @@ static void append_raw(char **out, size_t *len, const char *text)
     *len += n;
 }
 
-/* `text` with every decimal occurrence of t0 or t1 (the clock around the poll) as "@NOW@". */
+/* `text` with every decimal occurrence of a time from t0 to t1 as "@NOW@": t0 is when the
+ * fixture's first poll began, since a state keeps an earlier poll's clock (`since`), and the
+ * second may have ticked between polls. */
 static void append_timeless(char **out, size_t *len, const char *text, time_t t0, time_t t1)
 {
-    char a[32], b[32];
-    snprintf(a, sizeof a, "%lld", (long long)t0);
-    snprintf(b, sizeof b, "%lld", (long long)t1);
     size_t n = strlen(text);
     *out = realloc(*out, *len + n * 2 + 8);
     for (const char *p = text; *p;) {
-        size_t skip = !strncmp(p, a, strlen(a)) ? strlen(a) : !strncmp(p, b, strlen(b)) ? strlen(b) : 0;
+        size_t skip = 0;
+        for (time_t t = t0; t <= t1 && !skip; t++) {
+            char a[32];
+            int k = snprintf(a, sizeof a, "%lld", (long long)t);
+            if (!strncmp(p, a, (size_t)k))
+                skip = (size_t)k;
+        }
         if (skip) {
             memcpy(*out + *len, "@NOW@", 5);
             *len += 5;
@@ -145,6 +150,7 @@ static void run_fixture(const char *path, bool checked, char **out, size_t *len)
     give_metadata(rt, pool, cJSON_GetObjectItemCaseSensitive(doc, "metadata"));
     char *state = NULL;
     int step = 0;
+    const time_t begun = time(NULL);
     const cJSON *s;
     cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(doc, "steps"))
     {
@@ -154,7 +160,6 @@ static void run_fixture(const char *path, bool checked, char **out, size_t *len)
         build(cJSON_GetObjectItemCaseSensitive(s, "response"), &r);
         script_account a = {1, "fixture", wallet, state};
         poll_outcome po;
-        time_t t0 = time(NULL);
         int rc = (checked ? script_poll_checked_wallet : script_poll)(rt, pool, &a, &r.r, &po);
         time_t t1 = time(NULL);
         free(r.body);
@@ -162,9 +167,9 @@ static void run_fixture(const char *path, bool checked, char **out, size_t *len)
             char head[256];
             snprintf(head, sizeof head, "%s#%d ", strrchr(path, '/') + 1, step);
             append_raw(out, len, head);
-            append_timeless(out, len, po.observation_json, t0, t1);
+            append_timeless(out, len, po.observation_json, begun, t1);
             append_raw(out, len, " ");
-            append_timeless(out, len, po.state_json, t0, t1);
+            append_timeless(out, len, po.state_json, begun, t1);
             append_raw(out, len, "\n");
             free(state);
             state = strdup(po.state_json);
